@@ -56,3 +56,45 @@ def test_single_solver_has_no_comparison_and_missing_file_errors(tmp_path):
     assert "solver_comparison.png" not in files
     with pytest.raises(FileNotFoundError):
         write_report([tmp_path / "nope.jsonl"], tmp_path / "rep2")
+
+
+def test_wilson_interval_matches_known_values():
+    from agent.eval.report import wilson_interval
+
+    # 15/30 and 0/10: values computed by hand from the Wilson formula (z = 1.96).
+    lo, hi = wilson_interval(15, 30)
+    assert lo == pytest.approx(0.3315, abs=1e-4) and hi == pytest.approx(0.6685, abs=1e-4)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_mcnemar_exact_p_values():
+    from agent.eval.report import mcnemar_exact
+
+    assert mcnemar_exact(0, 0) == 1.0
+    # 8 discordant pairs all one way: 2 * (1/2)^8.
+    assert mcnemar_exact(8, 0) == pytest.approx(2 / 256)
+    # 1 vs 5: 2 * (C(6,0) + C(6,1)) / 2^6 = 14/64.
+    assert mcnemar_exact(1, 5) == pytest.approx(14 / 64)
+    assert mcnemar_exact(3, 3) == 1.0
+
+
+def test_paired_comparison_uses_only_common_tasks(tmp_path):
+    a, b = tmp_path / "agent.jsonl", tmp_path / "fc.jsonl"
+    run(tasks(), Solver("agent", lambda t: True), None, a, progress=False, model_name="m")
+    # The baseline ran only the first 6 tasks; it is right on "notes" (t1, t4) only.
+    run(tasks()[:6], Solver("full-context", lambda t: t.category == "notes"), None, b, progress=False,
+        model_name="m")
+    md = write_report([a, b], tmp_path / "rep")["markdown"].read_text()
+    section = md.split("## Paired comparison on common tasks")[1].split("##")[0]
+    row = [line for line in section.splitlines() if line.startswith("| agent / m")][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # A, B, common, acc A, acc B, both, only A, only B, neither, p, tokens A, tokens B
+    assert cells[1] == "full-context / m" and cells[2] == "6"
+    assert cells[3] == "100.0%" and cells[4] == "33.3%"
+    assert cells[5:9] == ["2", "4", "0", "0"]
+    assert float(cells[9]) == pytest.approx(2 / 16)
+    assert cells[10] == "100.0" and cells[11] == "5,000.0"
+    # The overall table still counts every task each solver ran.
+    assert "| agent / m | 12 |" in md and "| full-context / m | 6 |" in md

@@ -7,8 +7,10 @@ baseline, or two models, when their results files are passed together.
 from __future__ import annotations
 
 import html
+import math
 import statistics
 from collections import defaultdict
+from itertools import combinations
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -22,9 +24,11 @@ class GroupStats(BaseModel):
     label: str
     n: int
     accuracy: float
+    accuracy_ci: tuple[float, float]
     mean_score: float
     errors: int
     prompt_tokens: float
+    prompt_tokens_median: float
     completion_tokens: float
     seconds_median: float
     seconds_p90: float
@@ -47,6 +51,70 @@ def _p(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
 
 
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for ``k`` successes in ``n`` trials.
+
+    Chosen over the normal approximation because evaluation samples are small (about 100 tasks, a
+    handful per category) and accuracies sit near 0 or 1, where the normal interval leaves [0, 1].
+    """
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value: a binomial test on the discordant pairs (tasks one side got right)."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+class PairedStats(BaseModel):
+    """Two groups compared on the tasks both answered, so a partial or failed run does not skew the comparison."""
+
+    a: str
+    b: str
+    n: int
+    accuracy_a: float
+    accuracy_b: float
+    both: int
+    only_a: int
+    only_b: int
+    neither: int
+    p_value: float
+    prompt_tokens_median_a: float
+    prompt_tokens_median_b: float
+
+
+def paired_stats(groups: dict[str, list[ResultRecord]]) -> list[PairedStats]:
+    """Every pair of groups on their common tasks (pairs with no common task are left out)."""
+    out: list[PairedStats] = []
+    for a, b in combinations(groups, 2):
+        ra = {r.task_id: r for r in groups[a]}
+        rb = {r.task_id: r for r in groups[b]}
+        common = sorted(ra.keys() & rb.keys())
+        if not common:
+            continue
+        ca = [ra[t].correct for t in common]
+        cb = [rb[t].correct for t in common]
+        only_a = sum(x and not y for x, y in zip(ca, cb))
+        only_b = sum(y and not x for x, y in zip(ca, cb))
+        out.append(PairedStats(
+            a=a, b=b, n=len(common), accuracy_a=sum(ca) / len(common), accuracy_b=sum(cb) / len(common),
+            both=sum(x and y for x, y in zip(ca, cb)), only_a=only_a, only_b=only_b,
+            neither=sum(not x and not y for x, y in zip(ca, cb)), p_value=mcnemar_exact(only_a, only_b),
+            prompt_tokens_median_a=statistics.median(ra[t].prompt_tokens for t in common),
+            prompt_tokens_median_b=statistics.median(rb[t].prompt_tokens for t in common),
+        ))
+    return out
+
+
 def group_stats(label: str, recs: list[ResultRecord]) -> GroupStats:
     """Aggregate one group's records."""
     cats: dict[str, list[ResultRecord]] = defaultdict(list)
@@ -54,10 +122,12 @@ def group_stats(label: str, recs: list[ResultRecord]) -> GroupStats:
         cats[r.category].append(r)
     ret = [r.scores.retrieval for r in recs if r.scores.retrieval is not None]
     secs = [r.seconds for r in recs]
+    right = sum(r.correct for r in recs)
     return GroupStats(
-        label=label, n=len(recs), accuracy=sum(r.correct for r in recs) / len(recs),
+        label=label, n=len(recs), accuracy=right / len(recs), accuracy_ci=wilson_interval(right, len(recs)),
         mean_score=statistics.fmean(r.score for r in recs), errors=sum(r.error is not None for r in recs),
         prompt_tokens=statistics.fmean(r.prompt_tokens for r in recs),
+        prompt_tokens_median=statistics.median(r.prompt_tokens for r in recs),
         completion_tokens=statistics.fmean(r.completion_tokens for r in recs),
         seconds_median=statistics.median(secs), seconds_p90=_p(secs, 0.9),
         retrieval_recall=_mean([x.recall for x in ret]), retrieval_precision=_mean([x.precision for x in ret]),
@@ -168,9 +238,11 @@ def _fmt(x: float | None, pct: bool = True) -> str:
 
 
 def _tables(stats: list[GroupStats]) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
-    head = ["solver / model", "tasks", "accuracy", "mean score", "errors", "prompt tok", "completion tok",
-            "median s", "p90 s", "retrieval recall", "retrieval precision", "verified", "grounded cites"]
-    rows = [[s.label, str(s.n), _fmt(s.accuracy), _fmt(s.mean_score), str(s.errors), _fmt(s.prompt_tokens, False),
+    head = ["solver / model", "tasks", "accuracy", "95% CI", "mean score", "errors", "prompt tok (mean)",
+            "prompt tok (median)", "completion tok", "median s", "p90 s", "retrieval recall", "retrieval precision",
+            "verified", "grounded cites"]
+    rows = [[s.label, str(s.n), _fmt(s.accuracy), f"{s.accuracy_ci[0]:.0%}-{s.accuracy_ci[1]:.0%}",
+             _fmt(s.mean_score), str(s.errors), _fmt(s.prompt_tokens, False), _fmt(s.prompt_tokens_median, False),
              _fmt(s.completion_tokens, False), f"{s.seconds_median:.2f}", f"{s.seconds_p90:.2f}",
              _fmt(s.retrieval_recall), _fmt(s.retrieval_precision), _fmt(s.verified_rate), _fmt(s.grounded)]
             for s in stats]
@@ -179,6 +251,15 @@ def _tables(stats: list[GroupStats]) -> tuple[list[str], list[list[str]], list[s
     crows = [[c] + [(f"{s.by_category[c][1]:.1%} (n={s.by_category[c][0]})" if c in s.by_category else "-")
                     for s in stats] for c in cats]
     return head, rows, chead, crows
+
+
+def _paired_table(pairs: list[PairedStats]) -> tuple[list[str], list[list[str]]]:
+    head = ["A", "B", "common tasks", "accuracy A", "accuracy B", "both right", "only A", "only B", "neither",
+            "McNemar p", "median prompt tok A", "median prompt tok B"]
+    rows = [[p.a, p.b, str(p.n), _fmt(p.accuracy_a), _fmt(p.accuracy_b), str(p.both), str(p.only_a),
+             str(p.only_b), str(p.neither), f"{p.p_value:.3g}", _fmt(p.prompt_tokens_median_a, False),
+             _fmt(p.prompt_tokens_median_b, False)] for p in pairs]
+    return head, rows
 
 
 def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path]:
@@ -191,6 +272,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
     stats = [group_stats(k, v) for k, v in groups.items()]
     plots = _plots(groups, stats, out)
     head, rows, chead, crows = _tables(stats)
+    phead, prows = _paired_table(paired_stats(groups))
 
     def md_table(h: list[str], rs: list[list[str]]) -> str:
         lines = ["| " + " | ".join(h) + " |", "|" + "---|" * len(h)]
@@ -198,7 +280,10 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
         return "\n".join(lines)
 
     md = ["# Evaluation report", "", "Sources: " + ", ".join(f"`{p}`" for p in paths), "", "## Overall", "",
-          md_table(head, rows), "", "## Accuracy by category", "", md_table(chead, crows), ""]
+          md_table(head, rows), ""]
+    if prows:
+        md += ["## Paired comparison on common tasks", "", md_table(phead, prows), ""]
+    md += ["## Accuracy by category (table)", "", md_table(chead, crows), ""]
     for title, f in plots:
         md += [f"## {title}", "", f"![{title}]({f})", ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
@@ -209,7 +294,10 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
         return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
     body = [f"<h1>Evaluation report</h1><p>Sources: {html.escape(', '.join(str(p) for p in paths))}</p>",
-            "<h2>Overall</h2>", html_table(head, rows), "<h2>Accuracy by category</h2>", html_table(chead, crows)]
+            "<h2>Overall</h2>", html_table(head, rows)]
+    if prows:
+        body += ["<h2>Paired comparison on common tasks</h2>", html_table(phead, prows)]
+    body += ["<h2>Accuracy by category (table)</h2>", html_table(chead, crows)]
     body += [f"<h2>{html.escape(t)}</h2><img src='{html.escape(f)}' alt='{html.escape(t)}'>" for t, f in plots]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}")
