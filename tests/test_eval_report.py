@@ -98,3 +98,52 @@ def test_paired_comparison_uses_only_common_tasks(tmp_path):
     assert cells[10] == "100.0" and cells[11] == "5,000.0"
     # The overall table still counts every task each solver ran.
     assert "| agent / m | 12 |" in md and "| full-context / m | 6 |" in md
+
+
+@pytest.mark.parametrize("answer,expected", [
+    ("Not in the record.", True),
+    ("The record does not contain any order for Hydrocortisone 10 MG/ML Topical Cream.", True),
+    ("The patient's notes do not mention any education. [unsupported]", True),
+    ("Latex allergy is not recorded.", True),
+    ("The latest HbA1c was 7.2 % on 2019-03-04 [Observation/a].", False),
+    ("The patient is not allergic to latex [AllergyIntolerance/x].", False),
+])
+def test_gave_up_phrases(answer, expected):
+    from agent.eval.report import gave_up
+
+    assert gave_up(answer) is expected
+
+
+def test_failure_breakdown_separates_reading_from_retrieval(tmp_path):
+    from agent.eval.report import failure_stats
+    from agent.eval.runner import read_results
+
+    class Mixed:
+        name = "agent"
+
+        def solve(self, task, store):
+            i = int(task.id[1:])
+            read = [f"Encounter/{task.id}"] if i % 2 == 0 else ["Encounter/other"]
+            if i < 4:  # right
+                return AnswerResult(answer=f"{task.answer.value} [Encounter/{task.id}]", evidence_refs=read)
+            if i < 8:  # gives up: t4, t6 had read the gold, t5, t7 had not
+                return AnswerResult(answer="Not in the record.", evidence_refs=read)
+            if i < 11:  # wrong value: t8, t10 read, t9 not
+                return AnswerResult(answer=f"{task.answer.value + 1}", evidence_refs=read)
+            raise RuntimeError("model server down")  # t11: an error
+
+    out = tmp_path / "r.jsonl"
+    run(tasks(), Mixed(), None, out, progress=False, model_name="m")
+    f = failure_stats("agent / m", list(read_results(out)))
+    assert (f.wrong, f.gave_up_read, f.gave_up_not_read, f.wrong_read, f.wrong_not_read, f.errors) == (8, 2, 2, 2, 1, 1)
+    md = write_report([out], tmp_path / "rep")["markdown"].read_text()
+    assert "| agent / m | 8 | 2 | 2 | 2 | 1 | 1 |" in md
+
+
+def test_runtime_options_do_not_split_a_group(tmp_path):
+    a = tmp_path / "agent.jsonl"
+    run(tasks()[:6], Solver("agent", lambda t: True), None, a, progress=False, model_name="embedded")
+    # resumed with other threads: the same model, so one group of 12
+    run(tasks(), Solver("agent", lambda t: True), None, a, progress=False, model_name="embedded#n_threads=1")
+    md = write_report([a], tmp_path / "rep")["markdown"].read_text()
+    assert "| agent / embedded | 12 |" in md and "n_threads" not in md

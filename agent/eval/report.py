@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import statistics
 from collections import defaultdict
 from itertools import combinations
@@ -115,6 +116,48 @@ def paired_stats(groups: dict[str, list[ResultRecord]]) -> list[PairedStats]:
     return out
 
 
+_GAVE_UP = re.compile(
+    r"not in the record|(does not|doesn't|did not|do not) (contain|mention|include|show|have|list|record)"
+    r"|no (record|information|data|mention) (of|about|on)|(is|are|was|were) not (mentioned|recorded|found|documented)",
+    re.I)
+
+
+def gave_up(answer: str) -> bool:
+    """Whether an answer declines ("Not in the record.", "The record does not contain ...")."""
+    return bool(_GAVE_UP.search(answer or ""))
+
+
+class FailureStats(BaseModel):
+    """Why one group's wrong answers were wrong: was the proving resource in front of the model?
+
+    "Read" means every gold reference was among what the solver saw (its ``evidence_refs``: tool
+    results for the agent, the packed prompt for the full-context baseline). A give-up with the answer
+    read is a reading failure of the model; without it, a retrieval failure.
+    """
+
+    label: str
+    wrong: int
+    errors: int
+    gave_up_read: int
+    gave_up_not_read: int
+    wrong_read: int
+    wrong_not_read: int
+
+
+def failure_stats(label: str, recs: list[ResultRecord]) -> FailureStats:
+    """Split the wrong answers of one group by give-up vs wrong value and by whether the gold was read."""
+    counts = {"errors": 0, "gave_up_read": 0, "gave_up_not_read": 0, "wrong_read": 0, "wrong_not_read": 0}
+    wrong = [r for r in recs if not r.correct]
+    for r in wrong:
+        if r.error is not None:
+            counts["errors"] += 1
+            continue
+        read = r.scores.retrieval is not None and r.scores.retrieval.recall >= 1.0
+        kind = "gave_up" if gave_up(r.answer) else "wrong"
+        counts[f"{kind}_{'read' if read else 'not_read'}"] += 1
+    return FailureStats(label=label, wrong=len(wrong), **counts)
+
+
 def group_stats(label: str, recs: list[ResultRecord]) -> GroupStats:
     """Aggregate one group's records."""
     cats: dict[str, list[ResultRecord]] = defaultdict(list)
@@ -138,6 +181,15 @@ def group_stats(label: str, recs: list[ResultRecord]) -> GroupStats:
     )
 
 
+def model_label(model: str) -> str:
+    """The model part of a group label: the spec without its ``#options``.
+
+    Runtime options (threads, context size) change speed, not which model answered, and a run resumed
+    with other threads must stay one group.
+    """
+    return model.split("#", 1)[0].strip()
+
+
 def load_groups(paths: list[str | Path]) -> dict[str, list[ResultRecord]]:
     """Records of every file, grouped by ``solver / model`` (a task answered twice keeps its last record)."""
     groups: dict[str, dict[str, ResultRecord]] = defaultdict(dict)
@@ -145,7 +197,8 @@ def load_groups(paths: list[str | Path]) -> dict[str, list[ResultRecord]]:
         if not Path(p).is_file():
             raise FileNotFoundError(f"results file not found: {p}")
         for r in read_results(p):
-            groups[f"{r.solver} / {r.model}" if r.model else r.solver][r.task_id] = r
+            model = model_label(r.model) if r.model else ""
+            groups[f"{r.solver} / {model}" if model else r.solver][r.task_id] = r
     return {k: list(v.values()) for k, v in sorted(groups.items()) if v}
 
 
@@ -253,6 +306,14 @@ def _tables(stats: list[GroupStats]) -> tuple[list[str], list[list[str]], list[s
     return head, rows, chead, crows
 
 
+def _failure_table(fails: list[FailureStats]) -> tuple[list[str], list[list[str]]]:
+    head = ["solver / model", "wrong", "gave up, answer was read", "gave up, answer not read",
+            "wrong value, answer was read", "wrong value, answer not read", "errors"]
+    rows = [[f.label, str(f.wrong), str(f.gave_up_read), str(f.gave_up_not_read), str(f.wrong_read),
+             str(f.wrong_not_read), str(f.errors)] for f in fails]
+    return head, rows
+
+
 def _paired_table(pairs: list[PairedStats]) -> tuple[list[str], list[list[str]]]:
     head = ["A", "B", "common tasks", "accuracy A", "accuracy B", "both right", "only A", "only B", "neither",
             "McNemar p", "median prompt tok A", "median prompt tok B"]
@@ -273,6 +334,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
     plots = _plots(groups, stats, out)
     head, rows, chead, crows = _tables(stats)
     phead, prows = _paired_table(paired_stats(groups))
+    fhead, frows = _failure_table([failure_stats(k, v) for k, v in groups.items()])
 
     def md_table(h: list[str], rs: list[list[str]]) -> str:
         lines = ["| " + " | ".join(h) + " |", "|" + "---|" * len(h)]
@@ -283,7 +345,9 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
           md_table(head, rows), ""]
     if prows:
         md += ["## Paired comparison on common tasks", "", md_table(phead, prows), ""]
-    md += ["## Accuracy by category (table)", "", md_table(chead, crows), ""]
+    md += ["## Why answers were wrong", "", "\"Read\": every gold resource was among what the solver saw "
+           "(tool results, or the packed prompt).", "", md_table(fhead, frows), "",
+           "## Accuracy by category (table)", "", md_table(chead, crows), ""]
     for title, f in plots:
         md += [f"## {title}", "", f"![{title}]({f})", ""]
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
@@ -297,7 +361,8 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
             "<h2>Overall</h2>", html_table(head, rows)]
     if prows:
         body += ["<h2>Paired comparison on common tasks</h2>", html_table(phead, prows)]
-    body += ["<h2>Accuracy by category (table)</h2>", html_table(chead, crows)]
+    body += ["<h2>Why answers were wrong</h2>", html_table(fhead, frows),
+             "<h2>Accuracy by category (table)</h2>", html_table(chead, crows)]
     body += [f"<h2>{html.escape(t)}</h2><img src='{html.escape(f)}' alt='{html.escape(t)}'>" for t, f in plots]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}")
