@@ -51,6 +51,19 @@ def test_cli_generate_and_sample(task_file, tmp_path, capsys):
                  "--seed", "5"]) == 0
     assert (tmp_path / "b.jsonl").read_text() == out.read_text()  # deterministic for a seed
 
+    # --exclude-category and --interleave (how docs/results/sample104.jsonl was drawn)
+    inter = tmp_path / "i.jsonl"
+    assert main(["eval", "sample", str(task_file), "--per-category", "2", "--out", str(inter), "--seed", "5",
+                 "--exclude-category", "cohort", "--interleave"]) == 0
+    got = read_tasks(inter)
+    kept = cats - {"cohort"}
+    assert {t.category for t in got} == kept and len(got) == 2 * len(kept)
+    first, second = got[: len(kept)], got[len(kept):]
+    assert {t.category for t in first} == kept and [t.category for t in second] == [t.category for t in first]
+    assert main(["eval", "sample", str(task_file), "--per-category", "1", "--out", str(tmp_path / "x.jsonl"),
+                 "--exclude-category", "cohrt"]) == 2
+    assert "no task has category cohrt" in capsys.readouterr().err
+
 
 def test_agent_with_scripted_gold_model_through_cli(task_file, store_dir, tmp_path, capsys):
     out = tmp_path / "r.jsonl"

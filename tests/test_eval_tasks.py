@@ -75,3 +75,15 @@ def test_stratified_sample_balances_categories_ops_and_patients():
 def test_progress_bar_run(tmp_path, capsys):
     run(pool()[:5], GoldSolver(), None, tmp_path / "r.jsonl", progress=True)
     assert len(read_results(tmp_path / "r.jsonl")) == 5
+
+
+def test_interleave_categories_round_robin_in_first_appearance_order():
+    from agent.eval.sample import interleave_categories
+    from agent.eval.tasks import IntegerGold, Task
+
+    def t(i, cat):
+        return Task(id=f"t{i}", patient="p", category=cat, question="q?", answer=IntegerGold(value=1))
+
+    tasks = [t(1, "b"), t(2, "b"), t(3, "a"), t(4, "b"), t(5, "c"), t(6, "a")]
+    assert [x.id for x in interleave_categories(tasks)] == ["t1", "t3", "t5", "t2", "t6", "t4"]
+    assert interleave_categories([]) == []

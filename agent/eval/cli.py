@@ -1,7 +1,7 @@
 """``ehr-agent eval``: generate tasks, adapt other benchmarks, sample, run a solver, report.
 
     ehr-agent eval generate --store DIR --out tasks.jsonl [--patients ID ...] [--per-patient N] [--seed S]
-    ehr-agent eval sample tasks.jsonl --per-category N --out sample.jsonl [--seed S]
+    ehr-agent eval sample tasks.jsonl --per-category N --out sample.jsonl [--seed S] [--exclude-category C] [--interleave]
     ehr-agent eval adapt {fhir-agentbench,medagentbench} FILE --out tasks.jsonl
     ehr-agent eval run tasks.jsonl --store DIR --model SPEC --out results.jsonl
                       [--solver agent|full-context|gold] [--concurrency N] [--limit N] [--timeout S]
@@ -57,6 +57,10 @@ def register(subparsers) -> None:
     s.add_argument("--per-category", type=_positive, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--exclude-category", action="append", default=[], metavar="CATEGORY",
+                   help="leave this category out (repeatable), e.g. cohort for a patient-scoped solver")
+    s.add_argument("--interleave", action="store_true",
+                   help="order the sample round-robin over categories, so a partial run stays stratified")
     s.set_defaults(func=cmd_sample)
 
     a = sub.add_parser("adapt", help="convert a FHIR-AgentBench CSV or MedAgentBench JSON into a task file")
@@ -125,14 +129,21 @@ def cmd_generate(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from .sample import stratified_sample
+    from .sample import interleave_categories, stratified_sample
     from .tasks import TaskFileError, read_tasks, write_tasks
 
     try:
         tasks = read_tasks(args.tasks)
     except TaskFileError as e:
         return _fail(str(e))
+    known = {t.category for t in tasks}
+    unknown = sorted(set(args.exclude_category) - known)
+    if unknown:
+        return _fail(f"--exclude-category: no task has category {', '.join(unknown)} (categories: {', '.join(sorted(known))})")
+    tasks = [t for t in tasks if t.category not in set(args.exclude_category)]
     picked = stratified_sample(tasks, args.per_category, args.seed)
+    if args.interleave:
+        picked = interleave_categories(picked)
     write_tasks(args.out, picked)
     print(f"wrote {len(picked)} of {len(tasks)} tasks ({len({t.category for t in picked})} categories) to {args.out}")
     return 0

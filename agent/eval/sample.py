@@ -37,3 +37,16 @@ def stratified_sample(tasks: list[Task], per_category: int, seed: int = 0) -> li
             used_patients.add(t.patient)
         chosen.update(t.id for t in picked)
     return [t for t in tasks if t.id in chosen]
+
+
+def interleave_categories(tasks: list[Task]) -> list[Task]:
+    """Round-robin over categories (in order of first appearance), each category's tasks in input order.
+
+    A run over an interleaved sample that is stopped part way still covers every category about
+    equally, which a run in file order does not.
+    """
+    by_cat: dict[str, list[Task]] = {}
+    for t in tasks:
+        by_cat.setdefault(t.category, []).append(t)
+    rounds = max((len(v) for v in by_cat.values()), default=0)
+    return [v[i] for i in range(rounds) for v in by_cat.values() if i < len(v)]
