@@ -181,3 +181,19 @@ def test_quantity_tolerance_is_the_tasks_own_not_relative():
     glucose = QuantityGold(value=95.0, unit="mg/dL", tolerance=0.05)
     assert score_quantity(glucose, "Glucose was 0.0951 g/dL.").correct  # 95.1 mg/dL: converted, a small slack applies
     assert not score_quantity(glucose, "Glucose was 96 mg/dL.").correct
+
+
+@pytest.mark.parametrize("gold,answer,ok", [
+    # verbatim answers of the embedded model's run (docs/results/agent-embedded.jsonl) to "trending up or down?"
+    ("decreased", "The patient's Pain severity - 0-10 verbal numeric rating [Score] - Reported was trending down "
+                  "between 2012-09-07 and 2016-09-30.", True),
+    ("increased", "The patient's Low Density Lipoprotein Cholesterol was trending up between 2015-06-02 and "
+                  "2021-07-06. The trend was rising, with a slope of 3.1438 per year.", True),
+    ("increased", "The patient's Body Weight was trending down between 2018-04-13 and 2021-04-30.", False),
+    ("increased", "The Pain severity did not go up or down from 2016-01-18 to 2020-04-20.", False),
+    ("increased", "Not in the record.", False),
+])
+def test_trend_answers_in_the_questions_own_words(gold, answer, ok):
+    from agent.eval.gen_common import TREND_OPTIONS
+
+    assert correct(ChoiceGold(value=gold, options=TREND_OPTIONS), answer) is ok

@@ -10,9 +10,11 @@ from .tasks import Task
 
 # Phrases that express a direction of change, for trend questions.
 TREND_OPTIONS = {
-    "increased": ["increase", "increased", "increasing", "rose", "risen", "went up", "gone up", "upward"],
-    "decreased": ["decrease", "decreased", "decreasing", "fell", "fallen", "dropped", "went down", "gone down",
-                  "downward", "declined"],
+    # The questions ask "trending up or down", so the answers echo that wording: "trending up" must count.
+    "increased": ["increase", "increased", "increasing", "rose", "risen", "rising", "went up", "gone up", "going up",
+                  "trending up", "trended up", "upward"],
+    "decreased": ["decrease", "decreased", "decreasing", "fell", "fallen", "falling", "dropped", "went down",
+                  "gone down", "going down", "trending down", "trended down", "downward", "declined", "declining"],
 }
 
 GENDER_OPTIONS = {
