@@ -84,6 +84,51 @@ def test_resume_skips_done_tasks_and_survives_a_torn_line(tmp_path):
     assert sorted(ids) == ["t0", "t1", "t2", "t3", "t4"]
 
 
+# A run in a child process, slow enough per task to be killed midway.
+_CHILD = """
+import sys, time
+from agent.eval.runner import run
+from agent.eval.tasks import read_tasks
+from agent.schema import AnswerResult
+
+class Slow:
+    name = "slow"
+    def solve(self, task, store):
+        time.sleep(0.1)
+        return AnswerResult(answer=f"There were {task.answer.value}")
+
+run(read_tasks(sys.argv[1]), Slow(), None, sys.argv[2], progress=False, concurrency=2)
+"""
+
+
+def test_run_killed_midway_resumes_without_redoing_or_losing_a_task(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from agent.eval.tasks import write_tasks
+
+    all_tasks = tasks(60)
+    tf, out = tmp_path / "t.jsonl", tmp_path / "r.jsonl"
+    write_tasks(tf, all_tasks)
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tf), str(out)], cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 6):
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=10)
+    before = {r.task_id for r in read_results(out)}
+    assert 6 <= len(before) < len(all_tasks), len(before)  # killed midway, not before or after
+
+    s2 = FakeSolver()
+    summary = run(all_tasks, s2, None, out, progress=False, concurrency=2)
+    assert summary.skipped == len(before)
+    assert set(s2.calls) == {t.id for t in all_tasks} - before and len(s2.calls) == len(set(s2.calls))
+    ids = [r.task_id for r in read_results(out)]
+    assert sorted(ids) == sorted(t.id for t in all_tasks)  # each task exactly once
+
+
 @pytest.mark.shared
 def test_gold_solver_scores_every_generated_category_correct(tmp_path):
     """Scorer self-check: the gold answer, written out, must score correct for every generated task."""

@@ -129,6 +129,18 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys, store_dir):
     assert "not in the store: no-such-patient" in capsys.readouterr().err
 
 
+def test_run_refuses_a_task_file_for_another_store_naming_the_line(task_file, store_dir, tmp_path, capsys):
+    lines = task_file.read_text().splitlines()
+    moved = json.loads(lines[1])
+    moved["patient"] = "no-such-patient"
+    bad = tmp_path / "other.jsonl"
+    bad.write_text("\n".join([lines[0], json.dumps(moved), *lines[2:]]) + "\n")
+    out = tmp_path / "r.jsonl"
+    assert main(["eval", "run", str(bad), "--store", str(store_dir), "--solver", "gold", "--out", str(out), "-q"]) == 2
+    assert "other.jsonl:2: patient 'no-such-patient' is not in the store" in capsys.readouterr().err
+    assert not out.exists() or not out.read_text()  # nothing ran
+
+
 def test_adapted_task_patient_is_resolved_by_identifier(store_dir, tmp_path):
     """MedAgentBench tasks know the patient by MRN only; the runner resolves it through the store."""
     from agent.eval.tasks import IntegerGold, Task

@@ -87,3 +87,18 @@ def test_interleave_categories_round_robin_in_first_appearance_order():
     tasks = [t(1, "b"), t(2, "b"), t(3, "a"), t(4, "b"), t(5, "c"), t(6, "a")]
     assert [x.id for x in interleave_categories(tasks)] == ["t1", "t3", "t5", "t2", "t6", "t4"]
     assert interleave_categories([]) == []
+
+
+def test_unknown_patients_are_named_by_line(tmp_path):
+    from agent.eval.tasks import check_patients, read_numbered_tasks
+
+    p = tmp_path / "t.jsonl"
+    cohort = Task(id="c", patient=None, category="cohort", question="how many?", answer=IntegerGold(value=3))
+    # Line 2 is blank: numbering follows the file, not the list.
+    p.write_text("\n".join([mk(1, "a", "x", "p1").model_dump_json(), "", mk(2, "a", "x", "ghost").model_dump_json(),
+                            cohort.model_dump_json(), mk(3, "a", "x", "ghost2").model_dump_json()]) + "\n")
+    numbered = read_numbered_tasks(p)
+    assert [n for n, _ in numbered] == [1, 3, 4, 5]
+    with pytest.raises(TaskFileError, match=r"t\.jsonl:3: patient 'ghost' is not in the store; 1 more line\(s\).*: 5$"):
+        check_patients(numbered, ["p1"], p)
+    check_patients(numbered, ["p1", "ghost", "ghost2"], p)  # cohort task (no patient) passes

@@ -166,15 +166,17 @@ def cmd_run(args) -> int:
     from agent.models.base import ModelError
     from tools.retrieval.errors import RetrievalError
     from tools.store import open_store
+    from tools.store.base import StoreError
 
     from .runner import run
     from .solvers import SolverError, make_solver
-    from .tasks import TaskFileError, read_tasks
+    from .tasks import TaskFileError, check_patients, read_numbered_tasks
 
     try:
-        tasks = read_tasks(args.tasks)
+        numbered = read_numbered_tasks(args.tasks)
     except TaskFileError as e:
         return _fail(str(e))
+    tasks = [t for _, t in numbered]
     settings = None
     if args.solver == "agent":
         from agent.configuration import AgentSettings
@@ -197,6 +199,13 @@ def cmd_run(args) -> int:
             return _fail(f"judge panel: {e}")
     model_name = "gold" if args.solver == "gold" else (args.model or "embedded")
     with open_store(args.store) as store:
+        if any(t.patient is not None for t in tasks):
+            try:
+                check_patients(numbered, store.patient_ids(), args.tasks)
+            except TaskFileError as e:
+                return _fail(str(e))
+            except StoreError as e:
+                return _fail(f"cannot list the store's patients: {e}")
         summary = run(tasks, solver, store, args.out, progress=not args.quiet, model_name=model_name,
                       concurrency=args.concurrency, timeout=args.timeout, limit=args.limit, judge=judge)
     print(f"ran {summary.ran} task(s) ({summary.skipped} already in {args.out}): accuracy {summary.accuracy:.1%}, "

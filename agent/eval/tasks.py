@@ -148,10 +148,15 @@ def write_tasks(path: str | Path, tasks: Iterable[Task]) -> int:
 
 def read_tasks(path: str | Path) -> list[Task]:
     """Read a JSON Lines task file; raises :class:`TaskFileError` naming the bad line."""
+    return [t for _, t in read_numbered_tasks(path)]
+
+
+def read_numbered_tasks(path: str | Path) -> list[tuple[int, Task]]:
+    """Like :func:`read_tasks`, each task with its line number in the file (for later error messages)."""
     p = Path(path)
     if not p.is_file():
         raise TaskFileError(f"task file not found: {p}")
-    tasks: list[Task] = []
+    tasks: list[tuple[int, Task]] = []
     seen: set[str] = set()
     with p.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -168,5 +173,24 @@ def read_tasks(path: str | Path) -> list[Task]:
             if t.id in seen:
                 raise TaskFileError(f"{p}:{lineno}: duplicate task id {t.id!r}")
             seen.add(t.id)
-            tasks.append(t)
+            tasks.append((lineno, t))
     return tasks
+
+
+def check_patients(numbered: Iterable[tuple[int, Task]], known: Iterable[str], path: str | Path) -> None:
+    """Raise :class:`TaskFileError` naming the lines whose patient is not among ``known`` ids.
+
+    Checked before a run starts, so a task file written for another store fails at once with its line numbers
+    instead of filling the results with "unknown patient" answers. Cohort tasks (no patient) and adapted tasks
+    that name the patient by identifier only (``meta.patient_identifier``, resolved when the task runs) pass.
+    """
+    ids = set(known)
+    bad = [(n, t.patient) for n, t in numbered
+           if t.patient is not None and t.patient not in ids]
+    if not bad:
+        return
+    n, pid = bad[0]
+    more = "" if len(bad) == 1 else (
+        f"; {len(bad) - 1} more line(s) name patients not in the store: "
+        + ", ".join(str(k) for k, _ in bad[1:11]) + (" ..." if len(bad) > 11 else ""))
+    raise TaskFileError(f"{path}:{n}: patient {pid!r} is not in the store{more}")
