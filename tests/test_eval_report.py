@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from agent.eval.report import write_report  # noqa: E402
-from agent.eval.runner import run  # noqa: E402
+from agent.eval.runner import read_results, run  # noqa: E402
 from agent.eval.tasks import IntegerGold, Task  # noqa: E402
 from agent.schema import AnswerResult  # noqa: E402
 
@@ -148,3 +148,23 @@ def test_runtime_options_do_not_split_a_group(tmp_path):
     run(tasks(), Solver("agent", lambda t: True), None, a, progress=False, model_name="embedded#n_threads=1")
     md = write_report([a], tmp_path / "rep")["markdown"].read_text()
     assert "| agent / embedded | 12 |" in md and "n_threads" not in md
+
+
+def test_records_with_a_spec_group_by_the_models_own_name(tmp_path):
+    """New records name the model (``model``) and how it ran (``model_spec``): two models on one server stay
+    two groups, one model reached by two specs stays one."""
+    a = tmp_path / "a.jsonl"
+    run(tasks()[:4], Solver("agent", lambda t: True), None, a, progress=False,
+        model_name="openai:http://127.0.0.1:8000/v1#medgemma", model_spec="openai:http://127.0.0.1:8000/v1#medgemma")
+    run(tasks(), Solver("agent", lambda t: False), None, a.with_name("b.jsonl"), progress=False,
+        model_name="openai:http://127.0.0.1:8000/v1#qwen", model_spec="openai:http://127.0.0.1:8000/v1#qwen&temperature=0")
+    c = tmp_path / "c.jsonl"
+    run(tasks()[:3], Solver("full-context", lambda t: True), None, c, progress=False,
+        model_name="embedded:qwen2.5-coder-1.5b", model_spec="embedded")
+    run(tasks(), Solver("full-context", lambda t: True), None, c, progress=False,
+        model_name="embedded:qwen2.5-coder-1.5b", model_spec="embedded:1.5b#n_threads=1")
+    md = write_report([a, a.with_name("b.jsonl"), c], tmp_path / "rep")["markdown"].read_text()
+    assert "| agent / openai:http://127.0.0.1:8000/v1#medgemma | 4 |" in md
+    assert "| agent / openai:http://127.0.0.1:8000/v1#qwen | 12 |" in md
+    assert "| full-context / embedded:qwen2.5-coder-1.5b | 12 |" in md
+    assert {r.model_spec for r in read_results(c)} == {"embedded", "embedded:1.5b#n_threads=1"}

@@ -162,3 +162,17 @@ def test_adapted_task_patient_is_resolved_by_identifier(store_dir, tmp_path):
     by = {r.task_id: r for r in read_results(tmp_path / "r.jsonl")}
     assert by["a"].answer == f"patient {FILES[0]}: 1" and by["a"].error is None
     assert "matches 0 patients" in by["b"].error
+
+
+def test_results_name_the_model_and_keep_the_spec(task_file, store_dir, tmp_path):
+    from agent.eval.solvers import GoldSolver, solver_model_name
+
+    assert solver_model_name(GoldSolver(), None) == "gold"
+    scripted = make_solver("full-context", 'scripted:["Not in the record."]')
+    assert solver_model_name(scripted, 'scripted:["Not in the record."]') == "scripted"  # the model's own name
+    assert solver_model_name(make_solver("agent", "scripted-gold"), "scripted-gold") == "scripted-gold"
+    out = tmp_path / "r.jsonl"
+    assert main(["eval", "run", str(task_file), "--store", str(store_dir), "--solver", "full-context", "--model",
+                 'scripted:["Not in the record."]', "--limit", "1", "--out", str(out), "-q"]) == 0
+    (rec,) = read_results(out)
+    assert rec.model == "scripted" and rec.model_spec == 'scripted:["Not in the record."]'

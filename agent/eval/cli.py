@@ -169,7 +169,7 @@ def cmd_run(args) -> int:
     from tools.store.base import StoreError
 
     from .runner import run
-    from .solvers import SolverError, make_solver
+    from .solvers import SolverError, make_solver, solver_model_name
     from .tasks import TaskFileError, check_patients, read_numbered_tasks
 
     try:
@@ -197,7 +197,8 @@ def cmd_run(args) -> int:
             judge = JudgePanel([make_model(spec) for spec in args.judge], votes_per_model=args.judge_votes)
         except (ModelError, ValueError) as e:
             return _fail(f"judge panel: {e}")
-    model_name = "gold" if args.solver == "gold" else (args.model or "embedded")
+    model_name = solver_model_name(solver, args.model)
+    model_spec = "" if args.solver == "gold" else (args.model or "embedded")
     with open_store(args.store) as store:
         if any(t.patient is not None for t in tasks):
             try:
@@ -206,7 +207,7 @@ def cmd_run(args) -> int:
                 return _fail(str(e))
             except StoreError as e:
                 return _fail(f"cannot list the store's patients: {e}")
-        summary = run(tasks, solver, store, args.out, progress=not args.quiet, model_name=model_name,
+        summary = run(tasks, solver, store, args.out, progress=not args.quiet, model_name=model_name, model_spec=model_spec,
                       concurrency=args.concurrency, timeout=args.timeout, limit=args.limit, judge=judge)
     print(f"ran {summary.ran} task(s) ({summary.skipped} already in {args.out}): accuracy {summary.accuracy:.1%}, "
           f"{summary.errors} error(s), {summary.seconds:.1f} s, {summary.tasks_per_minute:.1f} tasks/min")

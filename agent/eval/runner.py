@@ -32,7 +32,11 @@ class ResultRecord(BaseModel):
     category: str
     patient: str | None
     solver: str
+    #: The model that answered, by its own name (``embedded:qwen2.5-coder-1.5b``), so specs that name the same
+    #: model (``embedded``, ``embedded:1.5b``) stay one group in reports.
     model: str
+    #: The spec as given to ``--model``, options included (``embedded#n_threads=1``): how the model ran.
+    model_spec: str = ""
     question: str
     gold: str
     answer: str
@@ -90,11 +94,13 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def record_for(task: Task, result: AnswerResult, *, solver: str, model: str, seconds: float) -> ResultRecord:
+def record_for(task: Task, result: AnswerResult, *, solver: str, model: str, seconds: float,
+               model_spec: str = "") -> ResultRecord:
     """Score ``result`` and wrap it as a results-file record."""
     scores = score_result(task, result)
     return ResultRecord(
         task_id=task.id, category=task.category, patient=task.patient, solver=solver, model=model,
+        model_spec=model_spec,
         question=task.question, gold=task.answer.display(), answer=result.answer, correct=scores.answer.correct,
         score=scores.answer.score, scores=scores, citations=result.citations, evidence_refs=result.evidence_refs,
         verified=result.verified, unsupported=result.unsupported, steps=result.steps, prompt_tokens=result.prompt_tokens,
@@ -117,7 +123,7 @@ def rescore(tasks: list[Task], records: list[ResultRecord]) -> list[ResultRecord
         res = AnswerResult(answer=r.answer, citations=r.citations, evidence_refs=r.evidence_refs, verified=r.verified,
                            unsupported=r.unsupported, steps=r.steps, prompt_tokens=r.prompt_tokens,
                            completion_tokens=r.completion_tokens, seconds=r.seconds, error=r.error)
-        new = record_for(t, res, solver=r.solver, model=r.model, seconds=r.seconds)
+        new = record_for(t, res, solver=r.solver, model=r.model, seconds=r.seconds, model_spec=r.model_spec)
         new.scores.judge = r.scores.judge
         new.finished_at = r.finished_at
         out.append(new)
@@ -142,6 +148,7 @@ async def run_tasks(
     out: str | Path,
     *,
     model_name: str = "",
+    model_spec: str = "",
     concurrency: int = 4,
     timeout: float | None = None,
     limit: int | None = None,
@@ -190,10 +197,10 @@ async def run_tasks(
                 result = AnswerResult(answer="", error=f"{type(e).__name__}: {tb}")
             name, secs = getattr(solver, "name", "solver"), time.perf_counter() - t0
             try:
-                rec = record_for(task, result, solver=name, model=model_name, seconds=secs)
+                rec = record_for(task, result, solver=name, model=model_name, seconds=secs, model_spec=model_spec)
             except Exception as e:  # a scorer bug must not end the run either
                 rec = record_for(task, AnswerResult(answer="", error=f"scoring failed: {type(e).__name__}: {e}"),
-                                 solver=name, model=model_name, seconds=secs)
+                                 solver=name, model=model_name, seconds=secs, model_spec=model_spec)
                 rec.answer = result.answer
             if judge is not None:
                 try:

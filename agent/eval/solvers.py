@@ -209,6 +209,16 @@ def model_factory(spec: str, settings: Any = None, *, tools: bool = True) -> Mod
     return factory
 
 
+def solver_model_name(solver: Solver, spec: str | None) -> str:
+    """The name results record for the model behind ``solver``: the shared model's own name when there is one
+    (``embedded:qwen2.5-coder-1.5b``), else the spec (per-task scripted models), ``gold`` for the gold solver."""
+    if isinstance(solver, GoldSolver):
+        return "gold"
+    shared = getattr(getattr(solver, "model_factory", None), "shared_model", None)
+    name = getattr(shared, "name", None)
+    return str(name) if name else (spec or "embedded")
+
+
 def make_solver(kind: str, model_spec: str | None, *, settings: Any = None, context_tokens: int = 8192,
                 tokenizer: str | None = None) -> Solver:
     """A solver by name (``agent``, ``full-context``, ``gold``)."""

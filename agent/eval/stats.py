@@ -182,12 +182,19 @@ def group_stats(label: str, recs: list[ResultRecord]) -> GroupStats:
 
 
 def model_label(model: str) -> str:
-    """The model part of a group label: the spec without its ``#options``.
+    """The model part of a group label for records written before ``model_spec`` existed, whose ``model`` was
+    the spec: the spec without its ``#options``.
 
     Runtime options (threads, context size) change speed, not which model answered, and a run resumed
     with other threads must stay one group.
     """
     return model.split("#", 1)[0].strip()
+
+
+def record_model(r: ResultRecord) -> str:
+    """The model a record's group is named for: its ``model`` (the model's own name, without runtime options)
+    when the record also carries ``model_spec``, else :func:`model_label` of the old spec-valued ``model``."""
+    return r.model.strip() if r.model_spec else model_label(r.model)
 
 
 def load_groups(paths: list[str | Path]) -> dict[str, list[ResultRecord]]:
@@ -197,6 +204,6 @@ def load_groups(paths: list[str | Path]) -> dict[str, list[ResultRecord]]:
         if not Path(p).is_file():
             raise FileNotFoundError(f"results file not found: {p}")
         for r in read_results(p):
-            model = model_label(r.model) if r.model else ""
+            model = record_model(r) if r.model else ""
             groups[f"{r.solver} / {model}" if model else r.solver][r.task_id] = r
     return {k: list(v.values()) for k, v in sorted(groups.items()) if v}
