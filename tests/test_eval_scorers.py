@@ -152,6 +152,11 @@ def test_judge_panel_majority_and_guards():
      "Acetaminophen 300 MG / Hydrocodone Bitartrate 5 MG Oral Tablet", True),
     (["Simvastatin 10 MG Oral Tablet"], ["Simvastatin 20 MG Oral Tablet"], "simvastatin 20 mg", False),
     (["Allergy to grass pollen"], ["Allergy to tree pollen"], "Allergy to grass pollen.", True),
+    # A real answer of the embedded model: the allergens named with "allergic to", not "Allergy to".
+    (["Allergy to mould", "Allergy to wheat"], ["Allergy to bee venom"], "The patient is allergic to mould and wheat.",
+     True),
+    (["Allergy to mould"], ["Allergy to wheat"], "The patient is allergic to mould and wheat.", False),
+    (["Allergy to mould", "Allergy to wheat"], [], "The patient is allergic to mould.", False),
 ])
 def test_set_near_duplicate_names(items, distractors, answer, ok):
     assert correct(SetGold(items=items, distractors=distractors), answer) is ok

@@ -21,11 +21,13 @@ MAX_CANDIDATES = 3
 # otherwise: lab series move by less than 1%, so a relative slack would accept a neighbouring observation.
 CONVERSION_TOLERANCE = 0.002
 
-# Words that do not identify an item (dose forms, SNOMED tags, articles).
+# Words that do not identify an item (dose forms, SNOMED tags, articles; "allergy" and its kin say what kind
+# of item it is, not which: "allergic to mould" names "Allergy to mould").
 _STOP = set("""a an the of and or for with to in on by at from per
 procedure disorder finding situation regime record artifact qualifier value
 oral tablet tablets capsule capsules extended release hr mg ml mcg ug unt actuat injectable injection solution
-suspension topical prefilled syringe product dose hydrochloride hcl""".split())
+suspension topical prefilled syringe product dose hydrochloride hcl
+allergy allergic intolerance""".split())
 
 
 class AnswerScore(BaseModel):
