@@ -202,3 +202,14 @@ def test_trend_answers_in_the_questions_own_words(gold, answer, ok):
     from agent.eval.gen_common import TREND_OPTIONS
 
     assert correct(ChoiceGold(value=gold, options=TREND_OPTIONS), answer) is ok
+
+
+def test_quantity_ignores_digits_in_the_labs_own_name():
+    """A real answer repeated the lab name "Pain severity - 0-10 ...": its 0 and 10 are not readings."""
+    name = "Pain severity - 0-10 verbal numeric rating [Score] - Reported"
+    t = Task(id="q", patient="p", category="observation_latest", question=f"What was the most recent {name}?",
+             answer=QuantityGold(value=0, unit="{score}", tolerance=0.5), meta={"name": name})
+    assert not scorers.score_answer(t, f"The patient's most recent {name} value was 2.").correct
+    assert scorers.score_answer(t, f"The most recent {name.lower()} was 0 {{score}} on 2013-12-04.").correct
+    ten = t.model_copy(update={"answer": QuantityGold(value=10, unit="{score}", tolerance=0.5)})
+    assert not scorers.score_answer(ten, f"{name}: 4").correct
