@@ -213,3 +213,13 @@ def test_quantity_ignores_digits_in_the_labs_own_name():
     assert scorers.score_answer(t, f"The most recent {name.lower()} was 0 {{score}} on 2013-12-04.").correct
     ten = t.model_copy(update={"answer": QuantityGold(value=10, unit="{score}", tolerance=0.5)})
     assert not scorers.score_answer(ten, f"{name}: 4").correct
+
+
+
+def test_integer_ignores_digits_in_the_vaccines_own_name():
+    """A real answer: "...any Pneumococcal conjugate PCV 13 immunizations..." was read as the count 13."""
+    name = "Pneumococcal conjugate PCV 13"
+    t = Task(id="i", patient="p", category="immunizations", question=f"How many {name} immunizations?",
+             answer=IntegerGold(value=13), meta={"name": name, "op": "count"})
+    assert not scorers.score_answer(t, f"The record does not contain any {name} immunizations.").correct
+    assert scorers.score_answer(t, f"13 {name} doses were given.").correct

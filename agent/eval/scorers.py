@@ -199,12 +199,14 @@ def score_answer(task: Task, text: str) -> AnswerScore:
     g = task.answer
     if not text or not text.strip():
         return AnswerScore(correct=False, score=0.0, detail="empty answer")
-    if isinstance(g, QuantityGold):
+    if isinstance(g, (QuantityGold, IntegerGold)):
         name = str(task.meta.get("name") or "").strip()
         if name:
-            # Digits inside the lab's own name ("Pain severity - 0-10 verbal numeric rating") are not values: a
-            # gold of 0 or 10 would be "found" in an answer that only repeats the question's name.
+            # Digits inside the item's own name ("Pain severity - 0-10 verbal numeric rating", "Pneumococcal
+            # conjugate PCV 13") are not values: a gold of 0, 10 or 13 would be "found" in an answer that only
+            # repeats the question's name.
             text = re.sub(re.escape(name), " ", text, flags=re.I)
+    if isinstance(g, QuantityGold):
         return score_quantity(g, text)
     if isinstance(g, DateGold):
         return score_date(g, text)
