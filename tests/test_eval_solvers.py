@@ -176,3 +176,15 @@ def test_results_name_the_model_and_keep_the_spec(task_file, store_dir, tmp_path
                  'scripted:["Not in the record."]', "--limit", "1", "--out", str(out), "-q"]) == 0
     (rec,) = read_results(out)
     assert rec.model == "scripted" and rec.model_spec == 'scripted:["Not in the record."]'
+
+
+
+def test_run_without_model_uses_the_environments_spec(task_file, store_dir, tmp_path, monkeypatch):
+    """--help says the default is $EHR_AGENT_MODEL; the spec recorded is the one that ran."""
+    spec = 'scripted:["Not in the record."]'
+    monkeypatch.setenv("EHR_AGENT_MODEL", spec)
+    out = tmp_path / "r.jsonl"
+    assert main(["eval", "run", str(task_file), "--store", str(store_dir), "--solver", "full-context", "--limit", "1",
+                 "--out", str(out), "-q"]) == 0
+    (rec,) = read_results(out)
+    assert rec.model == "scripted" and rec.model_spec == spec

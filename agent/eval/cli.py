@@ -164,6 +164,7 @@ def cmd_adapt(args) -> int:
 
 def cmd_run(args) -> int:
     from agent.models.base import ModelError
+    from agent.models.factory import resolve_spec
     from tools.retrieval.errors import RetrievalError
     from tools.store import open_store
     from tools.store.base import StoreError
@@ -197,8 +198,8 @@ def cmd_run(args) -> int:
             judge = JudgePanel([make_model(spec) for spec in args.judge], votes_per_model=args.judge_votes)
         except (ModelError, ValueError) as e:
             return _fail(f"judge panel: {e}")
-    model_name = solver_model_name(solver, args.model)
-    model_spec = "" if args.solver == "gold" else (args.model or "embedded")
+    model_spec = "" if args.solver == "gold" else resolve_spec(args.model)
+    model_name = solver_model_name(solver, model_spec)
     with open_store(args.store) as store:
         if any(t.patient is not None for t in tasks):
             try:

@@ -209,14 +209,13 @@ def model_factory(spec: str, settings: Any = None, *, tools: bool = True) -> Mod
     return factory
 
 
-def solver_model_name(solver: Solver, spec: str | None) -> str:
+def solver_model_name(solver: Solver, spec: str) -> str:
     """The name results record for the model behind ``solver``: the shared model's own name when there is one
-    (``embedded:qwen2.5-coder-1.5b``), else the spec (per-task scripted models), ``gold`` for the gold solver."""
+    (``embedded:qwen2.5-coder-1.5b``), else ``spec`` (per-task scripted models), ``gold`` for the gold solver."""
     if isinstance(solver, GoldSolver):
         return "gold"
     shared = getattr(getattr(solver, "model_factory", None), "shared_model", None)
-    name = getattr(shared, "name", None)
-    return str(name) if name else (spec or "embedded")
+    return str(getattr(shared, "name", None) or spec)
 
 
 def make_solver(kind: str, model_spec: str | None, *, settings: Any = None, context_tokens: int = 8192,
@@ -226,7 +225,9 @@ def make_solver(kind: str, model_spec: str | None, *, settings: Any = None, cont
         return GoldSolver()
     if kind not in ("agent", "full-context"):
         raise SolverError(f"unknown solver {kind!r} (agent, full-context, gold)")
-    factory = model_factory(model_spec or "embedded", tools=kind == "agent")
+    from agent.models.factory import resolve_spec
+
+    factory = model_factory(resolve_spec(model_spec), tools=kind == "agent")
     if kind == "agent":
         return AgentSolver(factory, settings)
     return FullContextSolver(factory, context_tokens=context_tokens, tokenizer=tokenizer)

@@ -58,6 +58,11 @@ def _fill(opts: dict[str, Any], settings: ModelSettings, names: list[str]) -> di
     return opts
 
 
+def resolve_spec(spec: str | None = None) -> str:
+    """The spec a model is built from: ``spec``, else ``$EHR_AGENT_MODEL``, else ``embedded``."""
+    return spec or os.environ.get("EHR_AGENT_MODEL") or "embedded"
+
+
 def make_model(spec: str | None = None, settings: Any = None) -> ChatModel:
     """Build the chat model a spec names; ``None`` means ``$EHR_AGENT_MODEL`` or the embedded default.
 
@@ -66,8 +71,7 @@ def make_model(spec: str | None = None, settings: Any = None) -> ChatModel:
     environment variables ``EHR_AGENT_<FIELD>`` fill the rest. Raises ValueError for a malformed
     spec and :class:`ModelError` when the backend cannot be set up.
     """
-    spec = spec or os.environ.get("EHR_AGENT_MODEL") or "embedded"
-    parsed = ModelSpec.parse(spec)
+    parsed = ModelSpec.parse(resolve_spec(spec))
     cfg = ModelSettings.coerce(settings)
     builder = {
         "openai": _openai,
