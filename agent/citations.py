@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -86,6 +87,8 @@ class ClaimCheck(BaseModel):
     refs: list[str] = Field(default_factory=list)
     ok: bool = True
     reasons: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    """Short names of failed claims (agent.claims), shown in the answer as ``[unsupported: label]``."""
     suggested: list[str] = Field(default_factory=list)
     """Evidence rows holding every value and date of the sentence (a hint for the repair prompt)."""
 
@@ -97,7 +100,11 @@ class CitationReport(BaseModel):
     claims: list[ClaimCheck] = Field(default_factory=list)
     verified: bool = False
     unsupported: list[str] = Field(default_factory=list)
+    unsupported_reasons: list[str] = Field(default_factory=list)
+    """Why each entry of ``unsupported`` failed (same order)."""
     marked_answer: str = ""
+    claim_evidence: dict[str, str] = Field(default_factory=dict)
+    """Rows the claim checks found that contradict the answer (for the repair turn to cite)."""
 
     def problems(self) -> list[str]:
         """One line per failing sentence, for the repair prompt."""
@@ -272,7 +279,9 @@ def check_answer(
     computed: Iterable[str] = (),
     question: str = "",
     as_of: str | None = None,
+    claims: Callable[[str, list[str], bool], list[Any]] | None = None,
 ) -> CitationReport:
+    claims_fn = claims
     """Check every sentence of ``answer`` against the evidence the tools returned (see module doc).
 
     ``evidence`` maps ``Type/id`` or ``DocumentReference/id#n`` to its projection line.
@@ -290,7 +299,7 @@ def check_answer(
         free_dates |= {as_of[:10], as_of[:7]}
         free_nums.add(str(int(as_of[:4])))
 
-    claims: list[ClaimCheck] = []
+    claim_list: list[ClaimCheck] = []
     for sentence in split_sentences(answer):
         refs = cited_refs(sentence)
         body = _LIST_MARK.sub(" ", _strip_citations(sentence))
@@ -328,25 +337,40 @@ def check_answer(
             elif not _number_supported(n, ev_nums):
                 claim.reasons.append(f"value {n} does not appear in the cited resources")
         claim.ok = not claim.reasons
-        claims.append(claim)
+        claim_list.append(claim)
 
     citations = cited_refs(answer)
     if not citations:
         # An answer that cites nothing must either say the record lacks the answer or state only values
         # the calculator computed (or the question gave); anything else is a claim with no source.
-        for c in claims:
+        for c in claim_list:
             if c.ok and not NEGATIVE.search(c.sentence) and not any(extract_values(c.sentence)):
                 c.ok = False
                 c.reasons.append("the answer cites nothing from the record; cite the rows that support it, "
                                  "or say the record does not contain it")
-    bad = [c for c in claims if not c.ok]
+    checks = claims_fn
+    claim_evidence: dict[str, str] = {}
+    if checks is not None:
+        # What the sentence claims (latest, count, absence...) is checked only once its values are
+        # grounded: a claim about an ungrounded value is already unsupported.
+        for c in claim_list:
+            if not c.ok:
+                continue
+            for failure in checks(c.sentence, c.refs, bool(citations)):
+                c.ok = False
+                c.reasons.append(failure.detail)
+                c.labels.append(failure.label)
+                claim_evidence.update(failure.evidence)
+    bad = [c for c in claim_list if not c.ok]
     for c in bad:
         c.suggested = suggest_refs(c.sentence, evidence)
     marked = answer
     for c in bad:
-        marked = marked.replace(c.sentence, f"{c.sentence} {UNSUPPORTED_MARK}", 1)
-    return CitationReport(citations=citations, claims=claims, verified=not bad and bool(answer.strip()),
-                          unsupported=[c.sentence for c in bad], marked_answer=marked)
+        mark = f"[unsupported: {'; '.join(c.labels)}]" if c.labels else UNSUPPORTED_MARK
+        marked = marked.replace(c.sentence, f"{c.sentence} {mark}", 1)
+    return CitationReport(citations=citations, claims=claim_list, verified=not bad and bool(answer.strip()),
+                          unsupported=[c.sentence for c in bad], unsupported_reasons=["; ".join(c.reasons) for c in bad],
+                          marked_answer=marked, claim_evidence=claim_evidence)
 
 
 def attach_citations(answer: str, report: CitationReport) -> tuple[str, list[str]]:

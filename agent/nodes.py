@@ -23,6 +23,7 @@ from langgraph.config import get_stream_writer
 
 from agent import prompts
 from agent.citations import CitationReport, attach_citations, check_answer
+from agent.claims import ClaimChecker
 from agent.configuration import AgentSettings
 from agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError
 from agent.schema import AnswerResult
@@ -122,18 +123,19 @@ class AgentNodes:
                             "draft": f"No answer: the record store failed ({e.message})."}
         if len(manifest) > self.settings.max_tool_chars:
             manifest = manifest[: self.settings.max_tool_chars].rsplit("\n", 1)[0] + "\n..."
-        messages = [_msg("system", prompts.render("system", patient_id=pid, as_of=as_of))]
+        # The system prompt is the same for every question and patient, so a backend that keeps its KV cache
+        # (llama.cpp) or a server with prefix caching (vLLM) reuses it: the patient and date come after it.
+        messages = [_msg("system", prompts.render("system"))]
         for turn in (state.get("history") or [])[-4:]:
             messages.append(_msg("user", turn["question"]))
             messages.append(_msg("assistant", turn["answer"]))
-        # The overview shows the Patient line, so the model may cite it (birth date, sex) like a tool result.
+        # The Patient line opens the question, so the model may cite it (birth date, sex) like a tool result.
         evidence = dict(fresh.get("evidence", state.get("evidence")) or {})
         evidence[patient_row.ref] = patient_row.text
         log: list[dict[str, Any]] = []
         related = ""
         if self.settings.prefetch_k:
-            # Retrieval first: small models answer far better from rows already in front of them than
-            # by planning tool calls; the rows are evidence like any tool result.
+            # Optional: rows a search of the record finds for the question, put in the first prompt.
             t0 = time.perf_counter()
             args = {"query": question, "k": self.settings.prefetch_k}
             pre = session.call("search_record", args)
@@ -144,7 +146,7 @@ class AgentNodes:
             log.append(entry)
             _writer()({"type": "tool", **entry, "preview": pre.text.split("\n", 1)[0][:160]})
         prompt = prompts.render("question_rows" if related else "question", manifest=manifest, question=question,
-                                rows=related)
+                                rows=related, patient=patient_row.text, as_of=as_of)
         messages.append(_msg("user", prompt))
         return fresh | {"resolved_as_of": str(as_of), "manifest": manifest, "messages": messages,
                         "evidence": evidence, "tool_log": log}
@@ -159,10 +161,16 @@ class AgentNodes:
         session = self.session(state["patient_id"], state["resolved_as_of"], config)
         model = self.deps(config)[1]
         messages = [ChatMessage.model_validate(m) for m in state.get("messages") or []]
+        specs = session.tool_specs()
+        extra: dict[str, Any] = {}
+        if steps == 0 and self.settings.first_call_constrained and getattr(model, "constrained_output", False):
+            # The first turn must be tool calls: a backend that can enforce a JSON schema (llama.cpp grammar,
+            # vLLM guided decoding) makes a malformed call or an answer without looking impossible.
+            extra["constrain"] = first_call_schema(specs, self.settings.first_call_tools)
         try:
             res: ChatResult = model.chat(
-                messages, session.tool_specs(), max_tokens=self.settings.answer_max_tokens,
-                on_token=lambda t: write({"type": "token", "text": t}),
+                messages, specs, max_tokens=self.settings.answer_max_tokens,
+                on_token=lambda t: write({"type": "token", "text": t}), **extra,
             )
         except ModelError as e:
             return {"route": "finish", "error": f"model error: {e}", "steps": steps + 1}
@@ -227,9 +235,12 @@ class AgentNodes:
             except StoreError:
                 return False
 
+        checker = ClaimChecker(session, state.get("question") or "") if self.settings.check_claims else None
+
         def run_check(text: str) -> CitationReport:
             return check_answer(text, evidence, belongs=belongs, computed=state.get("computed") or [],
-                                question=state.get("question") or "", as_of=state.get("resolved_as_of"))
+                                question=state.get("question") or "", as_of=state.get("resolved_as_of"),
+                                claims=checker.check if checker else None)
 
         draft = state.get("draft") or ""
         report = run_check(draft)
@@ -246,7 +257,11 @@ class AgentNodes:
                    "unsupported": report.unsupported, "auto_cited": auto})
         repairs = int(state.get("repairs") or 0)
         route = "finish" if report.verified or repairs >= self.settings.max_repairs else "repair"
-        return {"report": report.model_dump(), "route": route, "draft": draft}
+        out: dict[str, Any] = {"report": report.model_dump(), "route": route, "draft": draft}
+        if report.claim_evidence:
+            # Rows that contradict a claim become evidence, so the repaired answer can cite them.
+            out["evidence"] = {**evidence, **report.claim_evidence}
+        return out
 
     def repair(self, state: AgentState) -> dict[str, Any]:
         """Send the check's findings back to the model for one more try."""
@@ -279,7 +294,8 @@ class AgentNodes:
             report = CitationReport.model_validate(state["report"])
             answer = (state.get("draft") or "") if report.verified else report.marked_answer
             result = self._result(state, answer=answer, citations=report.citations, verified=report.verified,
-                                  unsupported=report.unsupported, error=error)
+                                  unsupported=report.unsupported, unsupported_reasons=report.unsupported_reasons,
+                                  error=error)
         else:
             result = self._result(state, answer=state.get("draft") or "", citations=[], verified=False, error=error)
         return self._done(state, result)
@@ -301,6 +317,20 @@ class AgentNodes:
         if not result.error:
             history.append({"question": state.get("question") or "", "answer": result.answer})
         return {"result": result.model_dump(), "history": history, "route": "end"}
+
+
+def first_call_schema(specs: list, names: tuple[str, ...], max_calls: int = 3) -> dict[str, Any]:
+    """JSON schema of a first turn made only of tool calls: a list of 1..``max_calls`` ``{"tool", "arguments"}``
+    objects, one shape per tool named in ``names`` (the text protocol's call format, so the same parser reads it)."""
+    shapes = []
+    for s in specs:
+        if s.name not in names:
+            continue
+        params = dict(s.parameters)
+        shapes.append({"type": "object", "properties": {"tool": {"const": s.name}, "arguments": params},
+                       "required": ["tool", "arguments"]})
+    item = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+    return {"type": "array", "items": item, "minItems": 1, "maxItems": max_calls}
 
 
 def route(state: AgentState) -> str:

@@ -18,6 +18,8 @@ class AnswerResult(BaseModel):
     citations: list[str] = Field(default_factory=list)
     verified: bool = False
     unsupported: list[str] = Field(default_factory=list)
+    unsupported_reasons: list[str] = Field(default_factory=list)
+    """Why each sentence of ``unsupported`` failed, in the same order (citation or claim check)."""
     steps: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -152,11 +152,11 @@ def test_tool_specs_are_compact(session):
 
     specs = session.tool_specs()
     names = [s.name for s in specs]
-    assert names == ["record_overview", "observations", "records", "search_fhir", "read_resource",
-                     "search_record", "calculate"]
+    assert names == ["lookup", "search_record", "observations", "records", "read_resource", "calculate",
+                     "search_fhir", "record_overview"]
     text = json.dumps([s.model_dump() for s in specs])
     assert "title" not in text and "anyOf" not in text
-    assert len(text) / 4 < 1000  # tool descriptions stay well inside the prompt budget
+    assert len(text) / 4 < 1200  # tool descriptions stay small (a static prefix, but the first question pays it)
 
 
 # ---- the same tools over REST --------------------------------------------------------------------

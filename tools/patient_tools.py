@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from tools import calculator
+from tools.facts import LookupArgs, Lookup
 from tools.retrieval.errors import RetrievalError
 from tools.retrieval.lexical import LexicalIndex
 from tools.retrieval.manifest import build_manifest
@@ -266,7 +267,10 @@ class PatientSession:
         self._by_type: dict[str, list[dict]] = {}
         self._cache = _patient_cache(store, patient_id) if store is not None else _PatientCache()
         self._patient: dict | None = None
+        self._lookup = Lookup(self)
         self._tools: dict[str, tuple[type[BaseModel], Callable[[Any], ToolOutput], str]] = {
+            "lookup": (LookupArgs, self.lookup,
+                       "Finds what the question names (lay names work) and computes the answer, with citations."),
             "record_overview": (NoArgs, lambda a: self.record_overview(),
                                 "What kinds of data this patient's record holds, with counts and date ranges."),
             "observations": (ObservationArgs, self.observations,
@@ -285,12 +289,18 @@ class PatientSession:
         }
 
     # ---- model-facing API -----------------------------------------------------------------------
+    #: The tools the model is shown, in this order: the answer-shaped ``lookup`` first (the system prompt
+    #: steers to it, and the constrained first turn may only call it or ``search_record``), then the
+    #: general ones for what it does not cover.
+    MODEL_TOOLS = ("lookup", "search_record", "observations", "records", "read_resource", "calculate",
+                   "search_fhir", "record_overview")
+
     @property
     def tool_names(self) -> list[str]:
         return list(self._tools)
 
-    def tool_specs(self):
-        """The tools as :class:`agent.models.base.ToolSpec` (compact JSON schemas; built once per process)."""
+    def all_tool_specs(self):
+        """Every tool as :class:`agent.models.base.ToolSpec` (compact JSON schemas; built once per process)."""
         global _SPECS
         if _SPECS is None:
             from agent.models.base import ToolSpec
@@ -298,6 +308,12 @@ class PatientSession:
             _SPECS = [ToolSpec(name=n, description=d, parameters=compact_schema(m))
                       for n, (m, _, d) in self._tools.items()]
         return [s.model_copy(deep=True) for s in _SPECS]
+
+    def tool_specs(self, names: tuple[str, ...] | None = None):
+        """The tools the model is shown (``names``, default :attr:`MODEL_TOOLS`), in that order."""
+        names = self.MODEL_TOOLS if names is None else names
+        by_name = {s.name: s for s in self.all_tool_specs()}
+        return [by_name[n] for n in names if n in by_name]
 
     def call(self, name: str, arguments: dict | None) -> ToolOutput:
         """Run a tool by name; unknown tools, invalid arguments and store errors come back as messages."""
@@ -396,6 +412,10 @@ class PatientSession:
         return max(ds) if ds else None
 
     # ---- output helpers -------------------------------------------------------------------------
+    def with_medication(self, resource: dict) -> dict:
+        """The resource with its drug's code inlined when it names a shared Medication."""
+        return self._with_medication(resource)
+
     def _with_medication(self, resource: dict) -> dict:
         # A MedicationRequest naming a shared Medication shows the drug's name, so its row can back a citation.
         ref = (resource.get("medicationReference") or {}).get("reference")
@@ -623,6 +643,11 @@ class PatientSession:
                 break
         head = f"search '{a.query}'" + (f": {len(ev)} hits" if ev else ": nothing found")
         return ToolOutput(text="\n".join([head] + list(ev.values())), evidence=ev)
+
+    def lookup(self, a: LookupArgs) -> ToolOutput:
+        """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer."""
+        fact = self._lookup(a)
+        return ToolOutput(text=fact.text, evidence=fact.evidence, computed=fact.computed)
 
     def calculate(self, a: calculator.CalcArgs) -> ToolOutput:
         """Arithmetic on dates and series; the patient's birth date is the default for ``age``."""

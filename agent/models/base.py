@@ -73,6 +73,9 @@ class ChatModel(abc.ABC):
 
     #: short identifier shown in reports, e.g. ``openai:http://127.0.0.1:8000/v1#medgemma``
     name: str = "model"
+    #: whether :meth:`chat` accepts ``constrain=`` (a JSON schema its reply is forced to match, by a
+    #: grammar or the server's guided decoding); callers pass it only to backends that say so
+    constrained_output: bool = False
 
     @abc.abstractmethod
     def chat(

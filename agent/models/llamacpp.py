@@ -50,6 +50,8 @@ class LlamaCppModel(ChatModel):
     most likely format matter more than variety. ``n_threads`` None means :func:`auto_threads`.
     """
 
+    constrained_output = True
+
     def __init__(
         self,
         model_path: str | Path,
@@ -110,7 +112,9 @@ class LlamaCppModel(ChatModel):
         *,
         on_token: TokenCallback | None = None,
         max_tokens: int | None = None,
+        constrain: dict[str, Any] | None = None,
     ) -> ChatResult:
+        """One turn; ``constrain`` (a JSON schema) makes llama.cpp sample only text that matches it."""
         payload = text_mode_messages(messages, tools, gemma=self.gemma)
         kwargs: dict[str, Any] = {
             "messages": payload,
@@ -118,6 +122,8 @@ class LlamaCppModel(ChatModel):
             "stop": [RESULT_STOP] if tools else None,
             **{k: v for k, v in self.sampling.items() if v is not None},
         }
+        if constrain is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": constrain}
         start = time.perf_counter()
         with self._lock:
             llm = self.load()

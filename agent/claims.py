@@ -1,0 +1,399 @@
+"""Claim checks: code verifies what a sentence *claims* about the values it cites, not only that they appear.
+
+The citation check (:mod:`agent.citations`) proves that a sentence's numbers and dates are in the rows it
+cites. That lets "The last HbA1c was 7.4 % [Observation/2015-reading]" pass although four later readings
+exist. This module reads the claim a sentence makes and checks it against the store, at the question's
+as-of date, through the same patient-scoped session the tools use (so it runs on the embedded store and
+over REST alike, and never sees another patient's data):
+
+==========  =====================================================================================
+latest      "last / latest / most recent": no later record of the same concept exists
+first       "first / earliest / started": no earlier record of the same concept exists
+count       "3 doses", "twice", "5 visits in 2016": the number of records of the cited concept(s) in the
+            stated window equals the number
+absence     "no record of X", "not in the record", "no allergies": a search for X (code, display words,
+            lay names) finds nothing before as-of in the window the question or sentence names
+concept     the thing the sentence names ("A1c", "BMI") is what the cited row measures (a glucose row
+            does not back an A1c claim; a BMI-percentile row does not back a BMI claim)
+direction   "rose / fell / went up / stable": the first and last readings of the cited concept in the
+            window move that way
+age         "50 years old", "at age 50": agrees with the birth date and the cited event's date (or as-of)
+active      "currently on / active / still has": status and period at as-of (or the stated day)
+==========  =====================================================================================
+
+A failed claim yields a short label (shown in the answer as ``[unsupported: label]``) and a detail that
+names the contradicting evidence with its reference ("a later HbA1c exists: 6.5 % on 2023-10-03
+[Observation/...]"), which the repair turn shows the model. Sentences that make none of these claims
+pass untouched. Every check is deterministic and conservative: where the claim's concept or window
+cannot be determined, it is not judged (the citation check still applies).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools import vocabulary as vocab
+from tools.facts import Lookup, LookupArgs, _concept_field, _end_date, _status, age_between, numeric_value, \
+    ref_of, value_text
+from tools.store.base import StoreError
+
+_I = re.I
+LATEST = re.compile(r"\b(latest|most recent|most recently|last|newest|recent|current)\b", _I)
+FIRST = re.compile(r"\b(first|earliest|initial|initially|started|starting|began|begun|onset)\b", _I)
+UP = re.compile(r"\b(rose|risen|rising|increas\w*|went up|gone up|going up|goes up|trend\w* up(?:ward)?|upward|"
+                r"climbed|higher|up from|up to)\b", _I)
+DOWN = re.compile(r"\b(fell|fallen|falling|decreas\w*|went down|gone down|going down|goes down|trend\w* down(?:ward)?|"
+                  r"downward|dropped|declin\w*|lower|down from|down to|reduced)\b", _I)
+STABLE = re.compile(r"\b(stable|unchanged|did not change|didn't change|no change|remained the same|steady)\b", _I)
+AGE = re.compile(r"\b(?:(\d{1,3})\s*(?:-\s*)?(?:years?|yrs?)(?:\s*|-)old|aged?\s+(?:of\s+)?(\d{1,3})\b|"
+                 r"at (?:the age of )?(\d{1,3})(?: years)?\b(?! ?(?:%|mg|kg|cm|mm|/)))", _I)
+ACTIVE = re.compile(r"\b(currently|still|is on|is taking|remains on|active|ongoing)\b", _I)
+NOT_ACTIVE = re.compile(r"\b(no longer|not active|inactive|resolved|stopped|discontinued|ended|not currently)\b", _I)
+NEGATED = re.compile(r"\b(not|no|never|none|nothing|without|n't)\b", _I)
+ABSENCE = re.compile(
+    r"\b(?:not (?:in|found|recorded|documented|listed|present|mentioned)|no (?:record|records|mention|evidence|"
+    r"history|documented|recorded|entry|entries|known|data|information)|nothing|none|does not (?:contain|include|"
+    r"show|have|list|mention|record)|doesn't (?:have|show|contain|list)|do not have|did not (?:have|receive|get)|"
+    r"has not had|hasn't had|never (?:had|received|been|got)|there (?:is|are|were|was) no)\b", _I)
+_NUMBER_WORDS = {"once": 1, "twice": 2, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+                 "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "no": 0, "zero": 0}
+_COUNT_NOUNS = (r"times?|doses?|visits?|encounters?|shots?|vaccinations?|immunizations?|vaccines?|records?|"
+                r"readings?|measurements?|prescriptions?|orders?|stays?|admissions?|procedures?|appointments?|"
+                r"boosters?|injections?|tests?|results?|episodes?|diagnoses|entries|hospitali[sz]ations?")
+COUNT = re.compile(r"\b(\d{1,4}|once|twice|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b"
+                   r"(?:\s+[\w()\-/,.']+){0,5}?\s+(" + _COUNT_NOUNS + r")\b|\b(once|twice)\b", _I)
+_YEAR = re.compile(r"\b(19\d{2}|20\d{2})\b")
+_DAY = re.compile(r"\b(\d{4}-\d{2}-\d{2})\b")
+
+
+@dataclass
+class ClaimFailure:
+    """One failed claim of a sentence."""
+
+    kind: str
+    label: str
+    detail: str
+    evidence: dict[str, str] = field(default_factory=dict)
+
+
+def _window(text: str) -> tuple[str | None, str | None]:
+    """The period a sentence or question names: "in 2016", "since 2015", "between 2014 and 2019", a day."""
+    low = text.lower()
+    m = re.search(r"\b(?:between|from)\s+(\d{4}(?:-\d{2}-\d{2})?)\s+(?:and|to|through|until)\s+(\d{4}(?:-\d{2}-\d{2})?)",
+                  low)
+    if m:
+        return m.group(1), m.group(2)
+    m = re.search(r"\b(?:since|after)\s+(\d{4}(?:-\d{2}-\d{2})?)", low)
+    if m:
+        return m.group(1), None
+    m = re.search(r"\b(?:before|until|up to|prior to)\s+(\d{4}(?:-\d{2}-\d{2})?)", low)
+    if m:
+        return None, m.group(1)
+    m = re.search(r"\b(?:in|during|for)\s+(\d{4})\b", low)
+    if m:
+        return m.group(1), m.group(1)
+    return None, None
+
+
+def _in(d: str, start: str | None, end: str | None) -> bool:
+    if start and d[: len(start)] < start:
+        return False
+    if end and d[: len(end)] > end:
+        return False
+    return True
+
+
+class ClaimChecker:
+    """Checks the claims of an answer's sentences for one patient session and question."""
+
+    def __init__(self, session: Any, question: str = ""):
+        self.s = session
+        self.question = question or ""
+        self.lookup = Lookup(session)
+
+    # ---- record access ---------------------------------------------------------------------------
+    def _read(self, ref: str) -> dict | None:
+        rtype, _, rid = ref.split("#")[0].partition("/")
+        try:
+            r = self.s.store.read(rtype, rid)
+        except StoreError:
+            return None
+        return r if self.s.allowed(r) else None
+
+    def _day(self, r: dict) -> str:
+        return (self.s.row(r).date or "")[:10]
+
+    def concept_key(self, r: dict) -> str | None:
+        """What makes two records "the same concept": a code (an encounter's class)."""
+        if r.get("resourceType") == "Encounter":
+            c = (r.get("class") or {}).get("code")
+            return f"class|{c}" if c else None
+        fld = _concept_field(self.s.with_medication(r))
+        for cd in (fld or {}).get("coding") or [] if isinstance(fld, dict) else []:
+            if cd.get("code"):
+                return f"{cd.get('system')}|{cd.get('code')}"
+        return None
+
+    def same_concept(self, r: dict) -> list[dict]:
+        """Visible records of ``r``'s concept, newest first."""
+        key = self.concept_key(r)
+        if key is None:
+            return []
+        return [x for x in self.s.of_type(r["resourceType"]) if self.concept_key(x) == key]
+
+    def _name(self, r: dict) -> str:
+        return self.lookup._name(r)
+
+    def _show(self, r: dict) -> str:
+        v = value_text(r) if r.get("resourceType") == "Observation" else None
+        return f"{self._name(r)}{' ' + v if v else ''} on {self._day(r)} [{ref_of(r)}]"
+
+    def _ev(self, rs: list[dict]) -> dict[str, str]:
+        return {ref_of(r): self.s.row(r).text for r in rs}
+
+    # ---- the check -------------------------------------------------------------------------------
+    def check(self, sentence: str, refs: list[str], answer_cites: bool = False) -> list[ClaimFailure]:
+        """Failed claims of one sentence (empty when it claims nothing checkable, or only true things).
+
+        ``answer_cites``: whether the answer cites anything anywhere; a bare "not in the record" is then
+        commentary on what else was asked, and is judged only when it names what is missing."""
+        cited = [r for r in (self._read(x) for x in refs) if r is not None]
+        events = [r for r in cited if r.get("resourceType") not in ("Patient", "DocumentReference")]
+        out: list[ClaimFailure] = []
+        for fn in (self._concept, self._latest_first, self._count, self._direction, self._age, self._active):
+            f = fn(sentence, cited, events)
+            if f:
+                out.append(f)
+        if not out:
+            f = self._absence(sentence, refs, answer_cites)
+            if f:
+                out.append(f)
+        return out
+
+    # ---- concept ---------------------------------------------------------------------------------
+    def _concept(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
+        measured = [r for r in events if r.get("resourceType") in ("Observation", "Immunization")]
+        phrases = [p for p in vocab.lay_phrases(sentence) if p[2]]  # phrases that define codes
+        if not measured or not phrases:
+            return None
+        for r in measured:
+            codes = self._codes(r)
+            if not codes:
+                continue
+            if any(codes & set(p[2]) for p in phrases):
+                continue
+            # The phrase names something with known codes; the cited row is coded otherwise.
+            same_kind = [p for p in phrases if _phrase_kind(p[2]) == r["resourceType"]]
+            if not same_kind:
+                continue
+            want = same_kind[0][0]
+            return ClaimFailure("concept", f"cites {self._name(r)}, not {want}",
+                                f"the sentence speaks of {want}, but [{ref_of(r)}] is {self._name(r)}; cite a "
+                                f"{want} record")
+        return None
+
+    def _codes(self, r: dict) -> set[str]:
+        fld = _concept_field(self.s.with_medication(r))
+        return {str(cd.get("code")) for cd in (fld or {}).get("coding") or [] if cd.get("code")} if isinstance(fld, dict) else set()
+
+    # ---- latest / first --------------------------------------------------------------------------
+    def _latest_first(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
+        body = _strip_refs(sentence)
+        latest, first = bool(LATEST.search(body)), bool(FIRST.search(body))
+        if not events or latest == first:
+            return None
+        if latest and re.search(r"\bcurrent(ly)?\b", body, _I) and not re.search(r"\b(latest|last|recent)", body, _I) \
+                and all(r["resourceType"] in ("Condition", "MedicationRequest", "AllergyIntolerance") for r in events):
+            return None  # "current condition": an "active" claim, checked there
+        start, end = _window(body)
+        by_concept: dict[str, list[dict]] = {}
+        for r in events:
+            k = self.concept_key(r)
+            if k:
+                by_concept.setdefault(k, []).append(r)
+        for k, rs in by_concept.items():
+            pool = [x for x in self.same_concept(rs[0]) if self._day(x) and _in(self._day(x), start, end)]
+            if not pool:
+                continue
+            if latest:
+                best = max(self._day(x) for x in rs)
+                newer = [x for x in pool if self._day(x) > best]
+                if newer:
+                    top = max(newer, key=self._day)
+                    return ClaimFailure("latest", f"a later {self._name(top)} exists",
+                                        f"a later {self._name(top)} exists: {self._show(top)}", self._ev([top]))
+            else:
+                best = min(self._day(x) for x in rs)
+                older = [x for x in pool if self._day(x) < best]
+                if older:
+                    low = min(older, key=self._day)
+                    return ClaimFailure("first", f"an earlier {self._name(low)} exists",
+                                        f"an earlier {self._name(low)} exists: {self._show(low)}", self._ev([low]))
+        return None
+
+    # ---- counts ----------------------------------------------------------------------------------
+    def _count(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
+        body = _strip_refs(sentence)
+        m = COUNT.search(body)
+        if not m or not events:
+            return None
+        word = (m.group(1) or m.group(3) or "").lower()
+        n = int(word) if word.isdigit() else _NUMBER_WORDS.get(word)
+        if n is None:
+            return None
+        if m.group(1) and m.group(1).isdigit() and 1900 <= n <= 2100:
+            return None  # a year, not a count
+        start, end = _window(body)
+        if start is None and end is None:
+            start, end = _window(self.question)
+        keys = {self.concept_key(r) for r in events} - {None}
+        types = {r["resourceType"] for r in events}
+        pool = [x for t in types for x in self.s.of_type(t) if self.concept_key(x) in keys
+                and self._day(x) and _in(self._day(x), start, end)]
+        if len(pool) == n:
+            return None
+        span = f" in {start}" if start and start == end else (f" from {start}" if start else "") + (
+            f" to {end}" if end and end != start else "")
+        shown = sorted(pool, key=self._day)[-6:]
+        return ClaimFailure("count", f"the record has {len(pool)}, not {n}",
+                            f"the record has {len(pool)} {self._name(events[0])} record(s){span}, not {n}"
+                            + (": " + "; ".join(self._show(x) for x in shown) if shown else ""), self._ev(shown))
+
+    # ---- direction -------------------------------------------------------------------------------
+    def _direction(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
+        body = _strip_refs(sentence)
+        up, down, stable = bool(UP.search(body)), bool(DOWN.search(body)), bool(STABLE.search(body))
+        if sum((up, down, stable)) != 1:
+            return None
+        obs = [r for r in events if r.get("resourceType") == "Observation" and numeric_value(r) is not None]
+        if not obs:
+            return None
+        start, end = _window(body)
+        if start is None and end is None:
+            start, end = _window(self.question)
+        pool = [x for x in self.same_concept(obs[0]) if numeric_value(x) is not None and self._day(x)
+                and _in(self._day(x), start, end)]
+        if len(pool) < 2:
+            return None
+        pool.sort(key=self._day)
+        first, last = pool[0], pool[-1]
+        d = (numeric_value(last) or 0) - (numeric_value(first) or 0)
+        actual = "up" if d > 0 else "down" if d < 0 else "stable"
+        said = "up" if up else "down" if down else "stable"
+        if actual == said:
+            return None
+        word = {"up": "went up", "down": "went down", "stable": "did not change"}[actual]
+        return ClaimFailure("direction", f"it {word}",
+                            f"{self._name(first)} {word}: from {self._show(first)} to {self._show(last)}",
+                            self._ev([first, last]))
+
+    # ---- ages ------------------------------------------------------------------------------------
+    def _age(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
+        body = _strip_refs(sentence)
+        m = AGE.search(body)
+        if not m:
+            return None
+        said = int(next(g for g in m.groups() if g))
+        patient = self.s.patient()
+        birth = patient.get("birthDate")
+        if not birth:
+            return None
+        days = [self._day(r) for r in events if self._day(r)]
+        on = min(days) if days else None
+        if on is None:
+            dd = _DAY.search(body)
+            on = dd.group(1) if dd else None
+        if on is None:
+            died = (patient.get("deceasedDateTime") or "")[:10]
+            on = died if died and died < self.s.as_of else self.s.as_of
+        age = age_between(birth, on)
+        if abs(age - said) == 0:
+            return None
+        return ClaimFailure("age", f"age on {on} was {age}",
+                            f"born {birth[:10]} [Patient/{patient.get('id')}], so on {on} the age was {age}, not {said}",
+                            {f"Patient/{patient.get('id')}": self.s.row(patient).text})
+
+    # ---- active ----------------------------------------------------------------------------------
+    def _active(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
+        body = _strip_refs(sentence)
+        if not ACTIVE.search(body) or NOT_ACTIVE.search(body) or NEGATED.search(body):
+            return None
+        targets = [r for r in events if r["resourceType"] in ("Condition", "MedicationRequest", "CarePlan",
+                                                                "AllergyIntolerance")]
+        if not targets:
+            return None
+        dd = _DAY.search(body)
+        day = dd.group(1) if dd and not re.search(r"\bsince\s+" + re.escape(dd.group(1)), body) else self.s.as_of
+        for r in targets:
+            start, end, status = self._day(r), _end_date(r), _status(r)
+            ended = (end is not None and end <= day) or status in ("resolved", "inactive", "stopped", "completed",
+                                                                    "cancelled", "entered-in-error", "revoked")
+            if start and start > day:
+                ended = True
+            if ended:
+                how = f"ended on {end}" if end else f"status {status}"
+                return ClaimFailure("active", f"not active on {day}",
+                                    f"{self._name(r)} was not active on {day} ({how}) [{ref_of(r)}]", self._ev([r]))
+        return None
+
+    # ---- absence ---------------------------------------------------------------------------------
+    def _absence(self, sentence: str, refs: list[str], answer_cites: bool) -> ClaimFailure | None:
+        body = _strip_refs(sentence)
+        if not ABSENCE.search(body):
+            return None
+        thing = _absent_thing(body)
+        if not thing:
+            # "Not in the record." answers the question itself, unless the answer cited something else
+            # or the sentence is about other things ("nothing else").
+            if answer_cites or refs or re.search(r"\b(else|other|further|additional|more)\b", body, _I):
+                return None
+            thing = self.question
+        start, end = _window(body)
+        if start is None and end is None:
+            start, end = _window(self.question)
+        day = _DAY.search(body) or _DAY.search(self.question)
+        if day and start is None and end is None:
+            start = end = day.group(1)
+        args = LookupArgs(op="exists", what=thing[:200], start=start, end=end)
+        matches, res, _ = self.lookup.resolve(args)
+        strong = [m for m in matches if m.score >= 1.0 or m.why.startswith("every ")]
+        if not strong:
+            return None
+        res = [r for r in res if self._day(r) and _in(self._day(r), start, end)]
+        if not res:
+            return None
+        shown = res[:3]
+        names = "; ".join(self._show(r) for r in shown)
+        return ClaimFailure("absence", "the record does hold it",
+                            f"the record does hold {strong[0].concept.display}: {names}", self._ev(shown))
+
+
+def _phrase_kind(codes: tuple[str, ...]) -> str:
+    """Which FHIR type a lay phrase's codes name (LOINC codes have a check digit after a dash)."""
+    if any("-" in c for c in codes):
+        return "Observation"
+    if all(c.isdigit() and len(c) <= 3 for c in codes):
+        return "Immunization"
+    return "other"
+
+
+_REFS = re.compile(r"\[[A-Z][A-Za-z]+/[^\[\]]+\]")
+
+
+def _strip_refs(text: str) -> str:
+    return _REFS.sub(" ", text)
+
+
+def _absent_thing(body: str) -> str:
+    """The thing a negative sentence says is missing ("no record of asthma" -> "asthma")."""
+    m = re.search(r"\b(?:no (?:record|records|mention|evidence|history|documentation|entry|entries)(?: of| for)?|"
+                  r"never (?:had|received|got|been (?:diagnosed with|given|prescribed))|does not have|doesn't have|"
+                  r"do not have|did not (?:have|receive|get)|has not had|hasn't had|no known|there (?:is|are|were|was) "
+                  r"no|not (?:diagnosed with|allergic to|prescribed|given))\s+(?:any\s+|an?\s+)?([^.;:,]+)", body, _I)
+    if not m:
+        return ""
+    thing = re.split(r"\b(?:in (?:the|her|his|their) (?:record|chart)|recorded|on record|documented|found|as of)\b",
+                     m.group(1), flags=_I)[0]
+    return thing.strip()

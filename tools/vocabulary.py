@@ -1,0 +1,408 @@
+"""Resolve the words of a question ("A1c", "flu shot", "high blood pressure") to the concepts of one
+patient's own record.
+
+A question names a thing the way people talk; the record names it the way coders do ("Hemoglobin
+A1c/Hemoglobin.total in Blood", LOINC 4548-4). The agent's answer-shaped tools (:mod:`tools.facts`)
+take the question's words and resolve them here, against the displays and codes that occur in *this*
+patient's record, so the model only has to copy the words it was given.
+
+Resolution, strongest signal first:
+
+1. lay names and abbreviations (:data:`LAY_NAMES`): a phrase of the question maps to display phrases
+   and codes (``"a1c" -> "hemoglobin a1c", LOINC 4548-4``);
+2. word overlap between the question's content words (lightly stemmed) and the concept's display;
+3. a code typed in the question (``4548-4``) matches the concept's code.
+
+An embedding similarity is deliberately not used here: measured on lay phrasings it ranks "glucose"
+close to "A1c" and "BMI" close to "BMI percentile", exactly the confusions the claim check must
+catch; word and phrase evidence is explainable in the tool's output ("matched: a1c -> hemoglobin a1c").
+
+The table is the agent's own vocabulary; the evaluation's lay-phrasing generator keeps a separate one,
+so the natural-phrasing sample does not test this table against itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+# FHIR types the resolver looks at, by the kind words a question or a tool call uses.
+KIND_TYPES: dict[str, tuple[str, ...]] = {
+    "lab": ("Observation",),
+    "vital": ("Observation",),
+    "observation": ("Observation",),
+    "condition": ("Condition",),
+    "medication": ("MedicationRequest", "MedicationStatement", "MedicationAdministration"),
+    "vaccine": ("Immunization",),
+    "procedure": ("Procedure",),
+    "visit": ("Encounter",),
+    "allergy": ("AllergyIntolerance",),
+    "careplan": ("CarePlan",),
+    "device": ("Device",),
+    "report": ("DiagnosticReport",),
+}
+ALL_TYPES: tuple[str, ...] = tuple(dict.fromkeys(t for ts in KIND_TYPES.values() for t in ts))
+
+# Lay phrase -> (display phrases that name the same thing, codes). Phrases are matched on word
+# boundaries in the lower-cased question; the longest phrase wins where several overlap.
+LAY_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # labs and vitals (LOINC)
+    "a1c": (("hemoglobin a1c",), ("4548-4",)),
+    "hba1c": (("hemoglobin a1c",), ("4548-4",)),
+    "hemoglobin a1c": (("hemoglobin a1c",), ("4548-4",)),
+    "haemoglobin a1c": (("hemoglobin a1c",), ("4548-4",)),
+    "glycated hemoglobin": (("hemoglobin a1c",), ("4548-4",)),
+    "glycohemoglobin": (("hemoglobin a1c",), ("4548-4",)),
+    "bmi": (("body mass index",), ("39156-5",)),
+    "body mass index": (("body mass index",), ("39156-5",)),
+    "bmi percentile": (("body mass index", "percentile"), ("59576-9",)),
+    "weight": (("body weight",), ("29463-7",)),
+    "body weight": (("body weight",), ("29463-7",)),
+    "height": (("body height",), ("8302-2",)),
+    "pulse": (("heart rate",), ("8867-4",)),
+    "heart rate": (("heart rate",), ("8867-4",)),
+    "hr": (("heart rate",), ("8867-4",)),
+    "blood pressure": (("blood pressure panel",), ("85354-9",)),
+    "bp": (("blood pressure panel",), ("85354-9",)),
+    "systolic": (("systolic blood pressure",), ("8480-6",)),
+    "systolic blood pressure": (("systolic blood pressure",), ("8480-6",)),
+    "diastolic": (("diastolic blood pressure",), ("8462-4",)),
+    "diastolic blood pressure": (("diastolic blood pressure",), ("8462-4",)),
+    "respiratory rate": (("respiratory rate",), ("9279-1",)),
+    "breathing rate": (("respiratory rate",), ("9279-1",)),
+    "temperature": (("body temperature", "oral temperature"), ("8310-5", "8331-1")),
+    "temp": (("body temperature", "oral temperature"), ("8310-5", "8331-1")),
+    "oxygen saturation": (("oxygen saturation",), ("2708-6", "59408-5")),
+    "o2 sat": (("oxygen saturation",), ("2708-6", "59408-5")),
+    "spo2": (("oxygen saturation",), ("2708-6", "59408-5")),
+    "pulse ox": (("oxygen saturation",), ("2708-6", "59408-5")),
+    "cholesterol": (("cholesterol [mass/volume] in serum or plasma", "total cholesterol"), ("2093-3",)),
+    "total cholesterol": (("cholesterol [mass/volume] in serum or plasma", "total cholesterol"), ("2093-3",)),
+    "ldl": (("cholesterol in ldl", "low density lipoprotein"), ("18262-6", "2089-1", "13457-7")),
+    "ldl cholesterol": (("cholesterol in ldl", "low density lipoprotein"), ("18262-6", "2089-1", "13457-7")),
+    "bad cholesterol": (("cholesterol in ldl", "low density lipoprotein"), ("18262-6", "2089-1", "13457-7")),
+    "hdl": (("cholesterol in hdl", "high density lipoprotein"), ("2085-9",)),
+    "hdl cholesterol": (("cholesterol in hdl", "high density lipoprotein"), ("2085-9",)),
+    "good cholesterol": (("cholesterol in hdl", "high density lipoprotein"), ("2085-9",)),
+    "triglycerides": (("triglycerides", "triglyceride"), ("2571-8",)),
+    "egfr": (("glomerular filtration rate",), ("33914-3", "62238-1", "98979-8", "48643-1", "48642-3")),
+    "gfr": (("glomerular filtration rate",), ("33914-3", "62238-1", "98979-8", "48643-1", "48642-3")),
+    "kidney function": (("glomerular filtration rate",), ("33914-3", "62238-1", "98979-8")),
+    "glucose": (("glucose",), ("2339-0", "2345-7")),
+    "blood sugar": (("glucose",), ("2339-0", "2345-7")),
+    "sugar level": (("glucose",), ("2339-0", "2345-7")),
+    "creatinine": (("creatinine [mass/volume]",), ("38483-4", "2160-0")),
+    "bun": (("urea nitrogen",), ("6299-2", "3094-0")),
+    "urea": (("urea nitrogen",), ("6299-2", "3094-0")),
+    "potassium": (("potassium",), ("6298-4", "2823-3")),
+    "sodium": (("sodium",), ("2947-0", "2951-2")),
+    "chloride": (("chloride",), ("2069-3", "2075-0")),
+    "calcium": (("calcium",), ("49765-1", "17861-6")),
+    "co2": (("carbon dioxide",), ("20565-8", "2028-9")),
+    "bicarbonate": (("carbon dioxide", "bicarbonate"), ("20565-8", "2028-9")),
+    "hemoglobin": (("hemoglobin [mass/volume] in blood",), ("718-7",)),
+    "haemoglobin": (("hemoglobin [mass/volume] in blood",), ("718-7",)),
+    "hgb": (("hemoglobin [mass/volume] in blood",), ("718-7",)),
+    "hematocrit": (("hematocrit",), ("4544-3",)),
+    "hct": (("hematocrit",), ("4544-3",)),
+    "wbc": (("leukocytes",), ("6690-2",)),
+    "white count": (("leukocytes",), ("6690-2",)),
+    "white blood cells": (("leukocytes",), ("6690-2",)),
+    "white blood cell count": (("leukocytes",), ("6690-2",)),
+    "rbc": (("erythrocytes",), ("789-8",)),
+    "red blood cells": (("erythrocytes",), ("789-8",)),
+    "red blood cell count": (("erythrocytes",), ("789-8",)),
+    "platelets": (("platelets",), ("777-3",)),
+    "platelet count": (("platelets",), ("777-3",)),
+    "plt": (("platelets",), ("777-3",)),
+    "mcv": (("mcv",), ("787-2",)),
+    "pain": (("pain severity",), ("72514-3",)),
+    "pain score": (("pain severity",), ("72514-3",)),
+    "pain level": (("pain severity",), ("72514-3",)),
+    "alt": (("alanine aminotransferase",), ("1742-6",)),
+    "ast": (("aspartate aminotransferase",), ("1920-8",)),
+    "albumin": (("albumin [mass/volume]",), ("1751-7",)),
+    "bilirubin": (("bilirubin",), ("1975-2",)),
+    "alk phos": (("alkaline phosphatase",), ("6768-6",)),
+    "microalbumin": (("microalbumin",), ("14959-1",)),
+    "smoking": (("tobacco smoking status",), ("72166-2",)),
+    "smoking status": (("tobacco smoking status",), ("72166-2",)),
+    "head circumference": (("head occipital-frontal circumference",), ("9843-4",)),
+    "psa": (("prostate specific",), ("2857-1",)),
+    "tsh": (("thyrotropin",), ("3016-3",)),
+    # vaccines (CVX)
+    "flu": (("influenza",), ()),
+    "flu shot": (("influenza",), ()),
+    "flu vaccine": (("influenza",), ()),
+    "influenza": (("influenza",), ()),
+    "tetanus": (("td (adult)", "tdap", "dtap", "tetanus"), ("113", "115", "09", "138", "139", "20", "106", "107")),
+    "tetanus booster": (("td (adult)", "tdap"), ("113", "115", "09", "138", "139")),
+    "td": (("td (adult)",), ("113", "09", "138", "139")),
+    "tdap": (("tdap",), ("115",)),
+    "dtap": (("dtap",), ("20", "106", "107", "110", "120", "146")),
+    "pneumonia shot": (("pneumococcal",), ("133", "33", "152", "215", "216")),
+    "pneumonia vaccine": (("pneumococcal",), ("133", "33", "152", "215", "216")),
+    "pneumococcal": (("pneumococcal",), ("133", "33", "152", "215", "216")),
+    "hpv": (("hpv",), ("62", "165", "118")),
+    "shingles": (("zoster",), ("121", "187", "188")),
+    "zoster": (("zoster",), ("121", "187", "188")),
+    "hep b": (("hep b",), ("08", "43", "44", "45")),
+    "hepatitis b": (("hep b",), ("08", "43", "44", "45")),
+    "hep a": (("hep a",), ("83", "52", "85")),
+    "hepatitis a": (("hep a",), ("83", "52", "85")),
+    "mmr": (("mmr",), ("03", "94")),
+    "measles": (("mmr",), ("03", "94")),
+    "chickenpox": (("varicella",), ("21", "94")),
+    "chicken pox": (("varicella",), ("21", "94")),
+    "varicella": (("varicella",), ("21", "94")),
+    "polio": (("ipv",), ("10", "89")),
+    "hib": (("hib",), ("49", "17", "48", "51")),
+    "meningococcal": (("meningococcal",), ("114", "136", "147", "148", "203", "163", "162")),
+    "meningitis shot": (("meningococcal",), ("114", "136", "147", "148", "203", "163", "162")),
+    "rotavirus": (("rotavirus",), ("119", "116", "122")),
+    "covid shot": (("sars-cov-2", "covid"), ("207", "208", "210", "212", "213", "217", "218", "219", "221")),
+    "covid vaccine": (("sars-cov-2", "covid"), ("207", "208", "210", "212", "213", "217", "218", "219", "221")),
+    # conditions (everyday names -> words of SNOMED displays)
+    "high blood pressure": (("hypertension",), ("59621000", "38341003")),
+    "hypertension": (("hypertension",), ("59621000", "38341003")),
+    "htn": (("hypertension",), ("59621000", "38341003")),
+    "diabetes": (("diabetes",), ("44054006", "73211009")),
+    "sugar diabetes": (("diabetes",), ("44054006",)),
+    "t2dm": (("diabetes",), ("44054006",)),
+    "prediabetes": (("prediabetes",), ("15777000", "714628002")),
+    "pre-diabetes": (("prediabetes",), ("15777000", "714628002")),
+    "high cholesterol": (("hyperlipidemia", "hypercholesterolemia"), ("55822004", "13644009")),
+    "heart attack": (("myocardial infarction",), ("22298006", "399211009")),
+    "mi": (("myocardial infarction",), ("22298006", "399211009")),
+    "stroke": (("stroke", "cerebrovascular accident"), ("230690007",)),
+    "afib": (("atrial fibrillation",), ("49436004",)),
+    "a-fib": (("atrial fibrillation",), ("49436004",)),
+    "heart failure": (("heart failure",), ("88805009", "84114007")),
+    "chf": (("heart failure",), ("88805009", "84114007")),
+    "coronary artery disease": (("coronary", "ischemic heart disease"), ("53741008", "414545008")),
+    "cad": (("coronary", "ischemic heart disease"), ("53741008", "414545008")),
+    "copd": (("chronic obstructive", "emphysema"), ("185086009", "87433001", "13645005")),
+    "emphysema": (("emphysema",), ("87433001",)),
+    "ckd": (("chronic kidney disease",), ()),
+    "kidney disease": (("chronic kidney disease", "kidney disease", "renal disease"), ()),
+    "uti": (("urinary tract infection", "cystitis"), ()),
+    "bladder infection": (("cystitis", "urinary tract infection"), ()),
+    "ear infection": (("otitis media",), ("65363002",)),
+    "strep throat": (("streptococcal sore throat", "streptococcal pharyngitis"), ("43878008",)),
+    "strep": (("streptococcal",), ("43878008",)),
+    "sore throat": (("pharyngitis", "sore throat"), ()),
+    "sinus infection": (("sinusitis",), ()),
+    "cold": (("common cold", "viral sinusitis", "nasopharyngitis"), ()),
+    "common cold": (("common cold", "nasopharyngitis"), ()),
+    "bronchitis": (("bronchitis",), ()),
+    "pneumonia": (("pneumonia",), ()),
+    "depression": (("depress",), ()),
+    "depressed": (("depress",), ()),
+    "anxiety": (("anxiety",), ()),
+    "obesity": (("obesity", "body mass index 30+"), ()),
+    "obese": (("obesity", "body mass index 30+"), ()),
+    "overweight": (("obesity", "body mass index 30+", "overweight"), ()),
+    "anemia": (("anemia",), ()),
+    "anaemia": (("anemia",), ()),
+    "arthritis": (("arthritis", "osteoarthritis"), ()),
+    "osteoarthritis": (("osteoarthritis",), ()),
+    "osteoporosis": (("osteoporosis",), ()),
+    "dementia": (("dementia", "alzheimer"), ()),
+    "alzheimers": (("alzheimer",), ()),
+    "alzheimer's": (("alzheimer",), ()),
+    "cancer": (("neoplasm", "carcinoma", "cancer", "lymphoma", "leukemia"), ()),
+    "broken bone": (("fracture",), ()),
+    "broken": (("fracture",), ()),
+    "covid": (("covid-19",), ("840539006",)),
+    "covid-19": (("covid-19",), ("840539006",)),
+    "concussion": (("concussion",), ()),
+    "sprain": (("sprain",), ()),
+    "back pain": (("back pain",), ()),
+    "migraine": (("migraine",), ()),
+    "gout": (("gout",), ()),
+    "epilepsy": (("epilepsy", "seizure"), ()),
+    "seizures": (("seizure", "epilepsy"), ()),
+    "sleep apnea": (("sleep apnea",), ()),
+    "gallstones": (("cholelithiasis", "gallstone"), ()),
+    "appendicitis": (("appendicitis",), ()),
+    "smoker": (("smokes tobacco", "tobacco use"), ()),
+    "opioid addiction": (("opioid abuse", "opioid", "drug addiction"), ()),
+    "addiction": (("abuse", "addiction", "dependence"), ()),
+    "pregnant": (("pregnancy", "normal pregnancy"), ("72892002",)),
+    "pregnancy": (("pregnancy",), ("72892002",)),
+    "miscarriage": (("miscarriage",), ()),
+    # visits (Encounter class codes: HL7 v3 ActCode)
+    "ambulatory": (("ambulatory",), ("AMB",)),
+    "outpatient": (("ambulatory",), ("AMB",)),
+    "office visit": (("ambulatory",), ("AMB",)),
+    "clinic visit": (("ambulatory",), ("AMB",)),
+    "inpatient": (("inpatient",), ("IMP",)),
+    "hospital stay": (("inpatient",), ("IMP",)),
+    "hospital stays": (("inpatient",), ("IMP",)),
+    "hospitalization": (("inpatient",), ("IMP",)),
+    "hospitalized": (("inpatient",), ("IMP",)),
+    "admission": (("inpatient",), ("IMP",)),
+    "admitted": (("inpatient",), ("IMP",)),
+    "emergency": (("emergency",), ("EMER",)),
+    "er": (("emergency",), ("EMER",)),
+    "ed": (("emergency",), ("EMER",)),
+    "emergency room": (("emergency",), ("EMER",)),
+    "urgent care": (("urgent care",), ("urgentcare",)),
+    "wellness": (("wellness", "check up", "general examination"), ("WELLNESS", "wellness")),
+    "checkup": (("wellness", "check up", "general examination"), ("WELLNESS", "wellness")),
+    "check-up": (("wellness", "check up", "general examination"), ("WELLNESS", "wellness")),
+    "physical": (("wellness", "check up", "general examination"), ("WELLNESS", "wellness")),
+}
+
+# Words that say what kind of record a phrase is about, not which one: dropped before word matching.
+_FILLER = frozenset("""
+a an the his her their its he she they patient patients pt record records recorded chart file on in of for to
+and or with any ever last latest most recent first earliest initial current currently what was is were are did
+does do has have had how many much when which who value values level levels reading readings result results
+test tests measurement measurements measured lab labs number count shot shots vaccine vaccines vaccination
+vaccinations immunization immunizations jab jabs dose doses visit visits encounter encounters appointment
+appointments prescription prescriptions prescribed medication medications med meds drug drugs history hx
+diagnosis diagnosed diagnoses condition conditions problem problems procedure procedures surgery
+allergy allergies allergic care plan plans given get got received receive taking take took start started
+""".split())
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+def stem(word: str) -> str:
+    """A light English stem: plurals and a few common endings, enough for display matching."""
+    w = word.lower().replace("'", "")
+    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("es", "e"), ("s", "")):
+        if len(w) > 4 and w.endswith(suffix) and not w.endswith("ss"):
+            return w[: -len(suffix)] + repl
+    return w
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens of ``text``."""
+    return _TOKEN.findall(text.lower())
+
+
+def content_stems(text: str) -> set[str]:
+    """Stems of the words that name a thing (kind words and question words dropped)."""
+    return {stem(w) for w in words(text) if w not in _FILLER and len(w) > 1}
+
+
+@dataclass
+class Concept:
+    """One thing the record names: a FHIR type plus a code (or a display when uncoded)."""
+
+    type: str
+    key: str
+    display: str
+    codes: set[str] = field(default_factory=set)
+    refs: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """How a tool output names the concept."""
+        code = next((c for c in sorted(self.codes) if "|" not in c), None)
+        return f"{self.display} ({code})" if code and code not in self.display else self.display
+
+
+@dataclass
+class Match:
+    """A concept with the evidence that matched it."""
+
+    concept: Concept
+    score: float
+    why: str
+
+
+def lay_phrases(text: str) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """Lay phrases found in ``text`` (longest first, non-overlapping): ``(phrase, displays, codes)``."""
+    low = " " + " ".join(words(text)) + " "
+    found: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+    taken: list[tuple[int, int]] = []
+    for phrase in sorted(LAY_NAMES, key=len, reverse=True):
+        needle = " " + " ".join(words(phrase)) + " "
+        start = low.find(needle)
+        if start < 0:
+            continue
+        span = (start, start + len(needle))
+        if any(s < span[1] and span[0] < e for s, e in taken):
+            continue
+        taken.append(span)
+        displays, codes = LAY_NAMES[phrase]
+        found.append((phrase, displays, codes))
+    return found
+
+
+def _display_has(display_low: str, phrase: str) -> bool:
+    # Word-boundary containment, with plural tolerance on the last word ("triglyceride" ~ "triglycerides").
+    pat = r"(?<![a-z0-9])" + re.escape(phrase) + r"s?(?![a-z0-9])"
+    return re.search(pat, display_low) is not None
+
+
+def score_concept(query: str, concept: Concept, *, phrases=None, stems: set[str] | None = None) -> Match | None:
+    """How well ``query`` names ``concept`` (None: not at all)."""
+    phrases = lay_phrases(query) if phrases is None else phrases
+    stems = content_stems(query) if stems is None else stems
+    low = concept.display.lower()
+    bare_codes = {c.split("|")[-1] for c in concept.codes}
+    best: Match | None = None
+    for phrase, displays, codes in phrases:
+        if bare_codes & set(codes):
+            return Match(concept, 3.0, f"{phrase} -> code {sorted(bare_codes & set(codes))[0]}")
+        for d in displays:
+            if _display_has(low, d):
+                m = Match(concept, 2.0 + len(d) / 1000, f"{phrase} -> {d}")
+                if best is None or m.score > best.score:
+                    best = m
+    if best:
+        return best
+    # A code typed in the question.
+    for tok in re.findall(r"\b\d{1,7}-\d\b|\b\d{2,18}\b", query):
+        if tok in bare_codes:
+            return Match(concept, 2.5, f"code {tok}")
+    if not stems:
+        return None
+    dstems = {stem(w) for w in words(concept.display)}
+    common = stems & dstems
+    # Prefix tolerance for short forms people type ("hypertens", "vit d").
+    for s in stems - common:
+        if len(s) >= 5 and any(d.startswith(s) or s.startswith(d) for d in dstems if len(d) >= 5):
+            common = common | {s}
+    if not common:
+        return None
+    # Share of the question's words found; a small bonus for shorter displays (more specific names).
+    frac = len(common) / len(stems)
+    if frac < 0.5:
+        return None
+    return Match(concept, frac + 1.0 / (10 + len(dstems)), "words: " + ", ".join(sorted(common)))
+
+
+def resolve(query: str, concepts: Iterable[Concept], *, single: bool = False) -> list[Match]:
+    """The concepts of ``concepts`` that ``query`` names, best first.
+
+    ``single`` (for measurements: one LOINC code is one series) keeps only the best concept; otherwise every
+    concept whose score is close to the best is kept ("flu shot" names every influenza vaccine code).
+    """
+    phrases = lay_phrases(query)
+    stems = content_stems(query)
+    # A phrase that is itself a lay name should not also be matched word by word ("blood pressure" words
+    # would otherwise match "blood" in every blood test).
+    if phrases:
+        covered = {stem(w) for p, _, _ in phrases for w in words(p)}
+        rest = stems - covered
+    else:
+        rest = stems
+    matches = []
+    for c in concepts:
+        m = score_concept(query, c, phrases=phrases, stems=stems if not phrases else rest)
+        if m:
+            matches.append(m)
+    if not matches:
+        return []
+    matches.sort(key=lambda m: (-m.score, -len(m.concept.refs), m.concept.display))
+    top = matches[0].score
+    if single:
+        return [matches[0]]
+    floor = 2.0 if top >= 2.0 else max(0.5, top - 0.25)
+    return [m for m in matches if m.score >= floor]
