@@ -56,7 +56,8 @@ ABSENCE = re.compile(
     r"\b(?:not (?:in|found|recorded|documented|listed|present|mentioned)|no (?:record|records|mention|evidence|"
     r"history|documented|recorded|entry|entries|known|data|information)|nothing|none|does not (?:contain|include|"
     r"show|have|list|mention|record)|doesn't (?:have|show|contain|list)|do not have|did not (?:have|receive|get)|"
-    r"has not had|hasn't had|never (?:had|received|been|got)|there (?:is|are|were|was) no)\b", _I)
+    r"has not had|hasn't had|never (?:had|received|been|got)|there (?:is|are|were|was) no|(?:was|were) not|"
+    r"wasn't|weren't)\b|^\s*no\b", _I)
 _NUMBER_WORDS = {"once": 1, "twice": 2, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
                  "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "no": 0, "zero": 0}
 _COUNT_NOUNS = (r"times?|doses?|visits?|encounters?|shots?|vaccinations?|immunizations?|vaccines?|records?|"
@@ -112,6 +113,16 @@ class ClaimChecker:
         self.s = session
         self.question = question or ""
         self.lookup = Lookup(session)
+
+    def numbers(self, text: str) -> set[str]:
+        """Numbers of ``text`` that state an age or a count: :meth:`check` verifies those, not the rows."""
+        out: set[str] = set()
+        for m in AGE.finditer(text):
+            out |= {g for g in m.groups() if g}
+        for m in COUNT.finditer(text):
+            if m.group(1) and m.group(1).isdigit():
+                out.add(str(int(m.group(1))))
+        return out
 
     # ---- record access ---------------------------------------------------------------------------
     def _read(self, ref: str) -> dict | None:
@@ -392,6 +403,8 @@ def _absent_thing(body: str) -> str:
                   r"never (?:had|received|got|been (?:diagnosed with|given|prescribed))|does not have|doesn't have|"
                   r"do not have|did not (?:have|receive|get)|has not had|hasn't had|no known|there (?:is|are|were|was) "
                   r"no|not (?:diagnosed with|allergic to|prescribed|given))\s+(?:any\s+|an?\s+)?([^.;:,]+)", body, _I)
+    if not m:
+        m = re.match(r"^\s*no\s+([^.;:,]+?)\s+(?:was|were|is|are|has been|have been)\b", body, _I)
     if not m:
         return ""
     thing = re.split(r"\b(?:in (?:the|her|his|their) (?:record|chart)|recorded|on record|documented|found|as of)\b",

@@ -240,7 +240,7 @@ class AgentNodes:
         def run_check(text: str) -> CitationReport:
             return check_answer(text, evidence, belongs=belongs, computed=state.get("computed") or [],
                                 question=state.get("question") or "", as_of=state.get("resolved_as_of"),
-                                claims=checker.check if checker else None)
+                                claims=checker)
 
         draft = state.get("draft") or ""
         report = run_check(draft)

@@ -318,13 +318,22 @@ class Lookup:
         return " ".join(refs) + more
 
     def _describe(self, r: dict) -> str:
-        """One record as an answer fragment: value and date for a measurement, name and date otherwise."""
-        if r.get("resourceType") == "Observation":
+        """One record as an answer fragment: what it is, its value or kind of date, and its end if it ended."""
+        t, d, name = r.get("resourceType"), self._d(r), self._name(r)
+        if t == "Observation":
             v = value_text(r)
-            return f"{self._name(r)} was {v} on {self._d(r)}" if v else f"{self._name(r)} was on {self._d(r)}"
-        if r.get("resourceType") == "Encounter":
-            return f"{self._name(r)} ({(r.get('class') or {}).get('code', '')}) was on {self._d(r)}"
-        return f"{self._name(r)} was on {self._d(r)}"
+            return f"{name} was {v} on {d}" if v else f"{name} was on {d}"
+        if t == "Encounter":
+            return f"{name} ({(r.get('class') or {}).get('code', '')}) was on {d}"
+        end = _end_date(r)
+        verb = {"Condition": "onset", "MedicationRequest": "prescribed", "Immunization": "given",
+                "Procedure": "performed", "CarePlan": "started", "AllergyIntolerance": "recorded"}.get(t, "on")
+        text = f"{name}, {verb} {d}"
+        if end and t in ("Condition", "CarePlan", "MedicationRequest", "AllergyIntolerance"):
+            text += f", {'resolved' if t == 'Condition' else 'ended'} {end}"
+        elif t == "MedicationRequest" and r.get("status"):
+            text += f", status {r['status']}"
+        return text
 
     def _earlier(self, rs: Sequence[dict], n: int = 4) -> str:
         """Earlier readings of a measurement, so "how has it moved" can be answered from the same result."""
@@ -463,7 +472,7 @@ class Lookup:
         first, last = rs[-1], rs[0]
         names = sorted({self._name(r) for r in rs})
         age, computed = self._age_note(first)
-        text = (f"Answer: Yes, {'; '.join(names[:5])}{span}: first on {self._d(first)}{age} [{ref_of(first)}]"
+        text = (f"Answer: Yes, {'; '.join(names[: self.s.max_rows])}{span}: first on {self._d(first)}{age} [{ref_of(first)}]"
                 + (f", latest on {self._d(last)} [{ref_of(last)}]" if last is not first else "") + "."
                 + f"\n({len(rs)} record(s))")
         return Fact(text=text, evidence=self._ev([first, last]), computed=[str(len(rs)), *computed])

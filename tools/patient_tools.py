@@ -647,6 +647,13 @@ class PatientSession:
     def lookup(self, a: LookupArgs) -> ToolOutput:
         """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer."""
         fact = self._lookup(a)
+        if not fact.evidence and not fact.concepts and a.op != "exists":
+            # Nothing coded matches: facts that only clinical notes hold (education, complaints) are found by
+            # searching the text, so the model gets rows instead of a dead end.
+            found = self.search_record(RecordSearchArgs(query=a.what, k=4))
+            if found.evidence:
+                text = fact.text + "\nRows and clinical notes that mention it:\n" + "\n".join(found.evidence.values())
+                return ToolOutput(text=text, evidence=found.evidence, computed=fact.computed)
         return ToolOutput(text=fact.text, evidence=fact.evidence, computed=fact.computed)
 
     def calculate(self, a: calculator.CalcArgs) -> ToolOutput:

@@ -1,0 +1,294 @@
+"""Claim checks (agent/claims.py): what a sentence claims is checked against the store, not only its values.
+
+Unit tests run each claim kind, true and false, on real Synthea rows of synthea-blaze-120 (expected values
+recomputed here from the raw resources); the end-to-end tests use the scripted model on the project's
+fixtures, so the model's wrong answers are deterministic.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from agent.citations import check_answer
+from agent.claims import ClaimChecker
+from agent.configuration import AgentSettings
+from agent.models.scripted import ScriptedModel
+from agent.runner import answer
+from tests.conftest import ALICE
+from tools.facts import age_between, numeric_value
+from tools.patient_tools import PatientSession
+
+AS_OF = "2030-01-01"
+
+
+def verdict(store, pid, text, question="", as_of=AS_OF):
+    """Run the citation + claim check on ``text`` with every cited row as evidence."""
+    s = PatientSession(store, pid, as_of)
+    refs = re.findall(r"\[([A-Z][A-Za-z]+/[^\]\s]+)\]", text)
+    evidence = {}
+    for ref in refs:
+        t, _, i = ref.partition("/")
+        evidence[ref] = s.row(store.read(t, i)).text
+    checker = ClaimChecker(s, question)
+    return check_answer(text, evidence, question=question, as_of=as_of, claims=checker)
+
+
+def _patients(store, n=120):
+    return [p["id"] for p in store.search_all("Patient", {"_count": "200"})][:n]
+
+
+def _obs(store, pid, code):
+    rows = list(store.search_all("Observation", {"code": f"http://loinc.org|{code}", "_count": "1000"},
+                                 compartment=("Patient", pid)))
+    rows = [r for r in rows if (r.get("valueQuantity") or {}).get("value") is not None]
+    rows.sort(key=lambda r: r["effectiveDateTime"])
+    return rows
+
+
+def _v(r):
+    return f"{r['valueQuantity']['value']} {r['valueQuantity'].get('unit', '')}".strip()
+
+
+@pytest.fixture(scope="module")
+def bmi_patient(blaze_store):
+    for pid in _patients(blaze_store):
+        rows = _obs(blaze_store, pid, "39156-5")
+        if len(rows) >= 3 and numeric_value(rows[0]) != numeric_value(rows[-1]):
+            return pid, rows
+    pytest.fail("no blaze patient with three BMI readings")
+
+
+# ---- latest / first -----------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+def test_latest_true_and_false(blaze_store, bmi_patient):
+    pid, rows = bmi_patient
+    last, older = rows[-1], rows[0]
+    ok = verdict(blaze_store, pid, f"Her latest BMI was {_v(last)} on {last['effectiveDateTime'][:10]} [Observation/{last['id']}].")
+    assert ok.verified, ok.unsupported_reasons
+    bad = verdict(blaze_store, pid, f"Her latest BMI was {_v(older)} on {older['effectiveDateTime'][:10]} [Observation/{older['id']}].")
+    assert not bad.verified and "a later" in bad.unsupported_reasons[0]
+    assert f"Observation/{last['id']}" in bad.unsupported_reasons[0]
+    assert "[unsupported: a later" in bad.marked_answer
+
+
+@pytest.mark.shared
+def test_first_true_and_false(blaze_store, bmi_patient):
+    pid, rows = bmi_patient
+    first, later = rows[0], rows[-1]
+    assert verdict(blaze_store, pid, f"The first BMI was {_v(first)} [Observation/{first['id']}].").verified
+    bad = verdict(blaze_store, pid, f"The first BMI was {_v(later)} [Observation/{later['id']}].")
+    assert not bad.verified and f"Observation/{first['id']}" in bad.unsupported_reasons[0]
+
+
+# ---- counts -------------------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+def test_count_true_and_false(blaze_store):
+    for pid in _patients(blaze_store):
+        imms = [i for i in blaze_store.search_all("Immunization", {"_count": "1000"}, compartment=("Patient", pid))
+                if i["vaccineCode"]["coding"][0]["code"] == "140"]
+        by_year: dict[str, list] = {}
+        for i in imms:
+            by_year.setdefault(i["occurrenceDateTime"][:4], []).append(i)
+        if len(imms) >= 3:
+            break
+    else:
+        pytest.fail("no patient with three flu shots")
+    year, group = sorted(by_year.items())[-1]
+    cites = " ".join(f"[Immunization/{i['id']}]" for i in group)
+    n = len(group)
+    assert verdict(blaze_store, pid, f"She had {n} flu shots in {year} {cites}.").verified
+    bad = verdict(blaze_store, pid, f"She had {n + 1} flu shots in {year} {cites}.")
+    assert not bad.verified and f"the record has {n}" in bad.unsupported_reasons[0]
+    total = len(imms)
+    all_cites = " ".join(f"[Immunization/{i['id']}]" for i in imms)
+    assert verdict(blaze_store, pid, f"She received {total} doses of the flu vaccine {all_cites}.").verified
+
+
+# ---- absence ------------------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+def test_absence_true_and_false(blaze_store):
+    with_asthma = without = None
+    for pid in _patients(blaze_store):
+        conds = list(blaze_store.search_all("Condition", {"_count": "1000"}, compartment=("Patient", pid)))
+        has = any("asthma" in str(c["code"]).lower() for c in conds)
+        if has and with_asthma is None:
+            with_asthma = pid
+        if not has and without is None:
+            without = pid
+        if with_asthma and without:
+            break
+    assert with_asthma and without
+    q = "Any history of asthma?"
+    bad = verdict(blaze_store, with_asthma, "There is no record of asthma.", question=q)
+    assert not bad.verified and "does hold" in bad.unsupported_reasons[0]
+    assert verdict(blaze_store, without, "There is no record of asthma.", question=q).verified
+    # A bare give-up is judged against the question.
+    bad = verdict(blaze_store, with_asthma, "Not in the record.", question=q)
+    assert not bad.verified
+    assert verdict(blaze_store, without, "Not in the record.", question=q).verified
+
+
+@pytest.mark.shared
+def test_absence_in_a_window(blaze_store, bmi_patient):
+    pid, rows = bmi_patient
+    year = rows[0]["effectiveDateTime"][:4]
+    bad = verdict(blaze_store, pid, f"No BMI was recorded in {year}.", question=f"What was her BMI in {year}?")
+    assert not bad.verified
+    assert verdict(blaze_store, pid, "No BMI was recorded in 1900.", question="What was her BMI in 1900?").verified
+
+
+# ---- concept ------------------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+def test_concept_true_and_false(blaze_store):
+    for pid in _patients(blaze_store):
+        pct = _obs(blaze_store, pid, "59576-9")
+        bmi = _obs(blaze_store, pid, "39156-5")
+        if pct and bmi:
+            break
+    else:
+        pytest.fail("no patient with BMI and BMI percentile")
+    p = pct[-1]
+    bad = verdict(blaze_store, pid, f"Her BMI was {_v(p)} on {p['effectiveDateTime'][:10]} [Observation/{p['id']}].")
+    assert not bad.verified and "not bmi" in bad.unsupported_reasons[0].lower() + bad.marked_answer.lower()
+    b = [r for r in bmi if r["effectiveDateTime"][:10] == p["effectiveDateTime"][:10]] or bmi
+    b = b[-1]
+    assert verdict(blaze_store, pid, f"Her BMI was {_v(b)} on {b['effectiveDateTime'][:10]} [Observation/{b['id']}].").verified
+
+
+# ---- direction ----------------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+def test_direction_true_and_false(blaze_store, bmi_patient):
+    pid, rows = bmi_patient
+    first, last = rows[0], rows[-1]
+    up = numeric_value(last) > numeric_value(first)
+    right, wrong = ("went up", "went down") if up else ("went down", "went up")
+    y1, y2 = first["effectiveDateTime"][:4], last["effectiveDateTime"][:4]
+    text = (f"Between {y1} and {y2} her BMI {{}} from {_v(first)} [Observation/{first['id']}] to {_v(last)} "
+            f"[Observation/{last['id']}].")
+    assert verdict(blaze_store, pid, text.format(right)).verified
+    bad = verdict(blaze_store, pid, text.format(wrong))
+    assert not bad.verified and right in bad.unsupported_reasons[0]
+
+
+# ---- ages ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+def test_age_true_and_false(blaze_store):
+    for pid in _patients(blaze_store):
+        patient = blaze_store.read("Patient", pid)
+        conds = [c for c in blaze_store.search_all("Condition", {"_count": "1000"}, compartment=("Patient", pid))
+                 if c.get("onsetDateTime")]
+        if conds:
+            break
+    c = min(conds, key=lambda c: c["onsetDateTime"])
+    age = age_between(patient["birthDate"], c["onsetDateTime"][:10])
+    name = c["code"]["coding"][0]["display"]
+    assert verdict(blaze_store, pid, f"She was {age} years old when diagnosed with {name} [Condition/{c['id']}].").verified
+    bad = verdict(blaze_store, pid, f"She was {age + 3} years old when diagnosed with {name} [Condition/{c['id']}].")
+    assert not bad.verified and f"was {age}" in bad.unsupported_reasons[0]
+
+
+# ---- active -------------------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+def test_active_true_and_false(blaze_store):
+    resolved = active = None
+    for pid in _patients(blaze_store):
+        for c in blaze_store.search_all("Condition", {"_count": "1000"}, compartment=("Patient", pid)):
+            if c.get("abatementDateTime") and resolved is None:
+                resolved = (pid, c)
+            if not c.get("abatementDateTime") and c["clinicalStatus"]["coding"][0]["code"] == "active" and active is None:
+                active = (pid, c)
+        if resolved and active:
+            break
+    pid, c = resolved
+    bad = verdict(blaze_store, pid, f"She currently has {c['code']['coding'][0]['display']} [Condition/{c['id']}].")
+    assert not bad.verified and "not active" in bad.unsupported_reasons[0]
+    pid, c = active
+    assert verdict(blaze_store, pid, f"She currently has {c['code']['coding'][0]['display']} [Condition/{c['id']}].").verified
+
+
+# ---- end to end, scripted model on the fixtures -------------------------------------------------
+
+
+def _call(name, **args):
+    import json
+
+    return f'```tool_call\n{json.dumps({"tool": name, "arguments": args})}\n```'
+
+
+def _refs(store, pid, what, op="all", **kw):
+    s = PatientSession(store, pid, AS_OF)
+    return s.call("lookup", {"op": op, "what": what, **kw})
+
+
+def _run(store, wrong: str, question: str, lookup_args: dict):
+    """Scripted model: one lookup, then the same wrong answer twice (it does not fix it in the repair)."""
+    model = ScriptedModel([_call("lookup", **lookup_args), wrong, wrong])
+    return answer(store, ALICE, question, model=model, settings=AgentSettings(), as_of=AS_OF)
+
+
+A1C_2015 = "Observation/8f90a2c8-46b4-5b1f-8c7d-4193bf9ea288"  # 7.4 % on 2015-06-20 (fhir_fixtures)
+
+
+def test_demo_wrong_last_value_is_flagged_with_the_later_reading(fixture_store):
+    res = _run(fixture_store, f"The last HbA1c was 7.4% [{A1C_2015}]. Since 2015, it has moved up by 0.1%.",
+               "What was her last HbA1c, and how has it moved since 2015?", {"op": "all", "what": "A1c"})
+    assert not res.verified
+    first = res.unsupported[0]
+    assert first.startswith("The last HbA1c was 7.4%")
+    assert "6.5 %" in res.unsupported_reasons[0] and "2023-10-03" in res.unsupported_reasons[0]
+    assert "[unsupported: a later" in res.answer
+
+
+@pytest.mark.parametrize("wrong,right,question,args", [
+    # wrong count
+    ("She had 3 flu shots in 2014 [{flu2014}].", "She had 1 flu shot in 2014 [{flu2014}].",
+     "How many flu shots did she get in 2014?", {"op": "count", "what": "flu shot", "start": "2014", "end": "2014"}),
+    # false absence
+    ("There is no record of diabetes.", "She has diabetes, diagnosed on 2012-01-15 [{diab}].",
+     "Any history of diabetes?", {"op": "exists", "what": "diabetes"}),
+    # wrong direction
+    ("Her HbA1c went up from 7.4 % on 2015-06-20 [{a2015}] to 6.5 % on 2023-10-03 [{a2023}].",
+     "Her HbA1c went down from 7.4 % on 2015-06-20 [{a2015}] to 6.5 % on 2023-10-03 [{a2023}].",
+     "Did her A1c go up or down between 2015 and 2023?", {"op": "change", "what": "A1c", "start": "2015", "end": "2023"}),
+    # wrong age
+    ("She was 52 years old when diagnosed with diabetes [{diab}].",
+     "She was 50 years old when diagnosed with diabetes [{diab}].",
+     "How old was she when she was diagnosed with diabetes?", {"op": "age_at", "what": "diabetes"}),
+])
+def test_scripted_wrong_answers_flagged_right_ones_pass(fixture_store, wrong, right, question, args):
+    s = PatientSession(fixture_store, ALICE, AS_OF)
+    ids = {
+        "flu2014": next(k for k in s.call("lookup", {"op": "all", "what": "flu shot", "start": "2014", "end": "2014"}).evidence),
+        "diab": next(k for k in s.call("lookup", {"op": "first", "what": "diabetes"}).evidence),
+        "a2015": A1C_2015,
+        "a2023": next(k for k in s.call("lookup", {"op": "latest", "what": "A1c"}).evidence),
+    }
+    bad = _run(fixture_store, wrong.format(**ids), question, args)
+    assert not bad.verified and bad.unsupported and bad.unsupported_reasons, bad.answer
+    good = _run(fixture_store, right.format(**ids), question, args)
+    assert good.verified, (good.answer, good.unsupported_reasons)
+
+
+def test_repair_turn_sees_the_contradicting_evidence(fixture_store):
+    model = ScriptedModel([_call("lookup", op="all", what="A1c"), f"The last HbA1c was 7.4 % [{A1C_2015}].",
+                           "The last HbA1c was 6.5 % on 2023-10-03 [Observation/d893c882-91af-5d97-9d17-396be4423115]."])
+    res = answer(fixture_store, ALICE, "What was her last HbA1c?", model=model, settings=AgentSettings(), as_of=AS_OF)
+    repair_prompt = model.messages_seen[2][-1].content
+    assert "a later Hemoglobin A1c" in repair_prompt and "2023-10-03" in repair_prompt
+    assert res.verified and "6.5 %" in res.answer
