@@ -15,6 +15,7 @@ scope (only :meth:`PatientSession.of_type` rows are read).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any, Literal, Protocol
@@ -64,11 +65,12 @@ class Fact(BaseModel):
 # Words in ``what`` that hint at a kind of record when the model left ``kind`` at "any".
 _KIND_HINTS: list[tuple[tuple[str, ...], str]] = [
     (("shot", "vaccin", "immuniz", "immunis", "jab", "booster"), "vaccine"),
-    (("visit", "encounter", "appointment", "stay", "admission", "admitted", "hospitaliz", "er ", "emergency"),
+    (("visit", "encounter", "appointment", "stay", "admission", "admitted", "hospitaliz", "emergency room"),
      "visit"),
     (("allerg", "intoleran"), "allergy"),
     (("prescri", "medication", "meds", "drug", "pill", "tablet"), "medication"),
     (("surgery", "procedure", "operation"), "procedure"),
+    (("diagnos", "history of", "hx"), "condition"),
     (("care plan", "careplan"), "careplan"),
 ]
 
@@ -126,6 +128,15 @@ def record_concepts(session: FactSession, types: Sequence[str]) -> list[vocab.Co
                 codes |= {f"{cd.get('system')}|{cd.get('code')}" for cd in cds if cd.get("code") and cd.get("system")}
                 key = next((f"{cd.get('system')}|{cd.get('code')}" for cd in cds if cd.get("code")), None) or str(display)
                 add(rtype, key, str(display or key), codes, ref)
+            if rtype == "Observation":
+                # Panels (blood pressure) carry their readings as components: each is a concept of its own,
+                # so "diastolic" resolves to the diastolic reading of every panel.
+                for comp in r.get("component") or []:
+                    ccds = _codings(comp.get("code"))
+                    cdisp = concept_display(comp.get("code"))
+                    if ccds and cdisp and (comp.get("valueQuantity") or {}).get("value") is not None:
+                        ccodes = {str(cd.get("code")) for cd in ccds if cd.get("code")}
+                        add(rtype, "component|" + "|".join(sorted(ccodes)), str(cdisp), ccodes, ref)
             if rtype == "Encounter":
                 cls = r.get("class") or {}
                 code = cls.get("code")
@@ -224,6 +235,24 @@ class Lookup:
     def __init__(self, session: FactSession):
         self.s = session
         self._concepts: dict[tuple[str, ...], list[vocab.Concept]] = {}
+        #: component codes of the concept being answered (a panel's reading), set by :meth:`resolve`
+        self.component: set[str] = set()
+
+    def value(self, r: dict) -> str | None:
+        """The value of ``r`` for the concept being answered (a component's when it is one)."""
+        if self.component:
+            for comp in r.get("component") or []:
+                if {str(cd.get("code")) for cd in _codings(comp.get("code"))} & self.component:
+                    return render_quantity(comp.get("valueQuantity"))
+        return value_text(r)
+
+    def number(self, r: dict) -> float | None:
+        """The number of ``r`` for the concept being answered."""
+        if self.component:
+            for comp in r.get("component") or []:
+                if {str(cd.get("code")) for cd in _codings(comp.get("code"))} & self.component:
+                    return _num((comp.get("valueQuantity") or {}).get("value"))
+        return numeric_value(r)
 
     def concepts(self, types: Sequence[str]) -> list[vocab.Concept]:
         key = tuple(types)
@@ -235,20 +264,29 @@ class Lookup:
     def _kind(self, a: LookupArgs) -> str:
         if a.kind != "any":
             return a.kind
-        low = f" {a.what.lower()} "
         for hints, kind in _KIND_HINTS:
-            if any(h in low for h in hints):
+            if any(re.search(r"\b" + re.escape(h), a.what, re.I) for h in hints):
                 return kind
+        if a.op in ("age_at", "exists", "ended", "active_on"):
+            return "any"
         return "any"
 
     def resolve(self, a: LookupArgs) -> tuple[list[vocab.Match], list[dict], str]:
         """Concept matches, their visible resources (newest first), and the kind used."""
+        self.component = set()
         kind = self._kind(a)
         types = vocab.KIND_TYPES.get(kind, vocab.ALL_TYPES) if kind != "any" else vocab.ALL_TYPES
         tried = [types] if types == vocab.ALL_TYPES else [types, vocab.ALL_TYPES]
+        if kind != "any" and a.op in ("exists", "age_at"):
+            tried = [types]  # a yes/no about diagnoses must not turn into a screening test that names it
+        if kind == "any" and a.op in ("exists", "age_at", "active_on", "ended"):
+            # "Any history of diabetes?" is about diagnoses (then drugs, vaccines, allergies), not about a
+            # screening test or a care plan that happens to carry the word.
+            tried = [("Condition",), ("Condition", "MedicationRequest", "MedicationStatement", "Immunization",
+                                      "AllergyIntolerance")]
         for ts in tried:
             concepts = self.concepts(ts)
-            if not vocab.content_stems(a.what) and not vocab.lay_phrases(a.what) and kind != "any" and ts is types:
+            if not vocab.named_words(a.what) and not vocab.lay_phrases(a.what) and kind != "any" and ts is types:
                 # "allergies", "medications", "visits": the whole kind.
                 res = [r for t in ts for r in self.s.of_type(t)]
                 res.sort(key=lambda r: self.s.row(r).date or "", reverse=True)
@@ -257,6 +295,8 @@ class Lookup:
             if matches:
                 # A measurement is one series; other kinds take every concept the words name (all flu vaccines).
                 top = matches[0]
+                if top.concept.key.startswith("component|"):
+                    self.component = set(top.concept.codes)
                 if top.concept.type == "Observation":
                     numeric = a.op in ("change",)
                     matches = [m for m in matches if m.concept.key == top.concept.key] if not numeric else [top]
@@ -321,7 +361,7 @@ class Lookup:
         """One record as an answer fragment: what it is, its value or kind of date, and its end if it ended."""
         t, d, name = r.get("resourceType"), self._d(r), self._name(r)
         if t == "Observation":
-            v = value_text(r)
+            v = self.value(r)
             return f"{name} was {v} on {d}" if v else f"{name} was on {d}"
         if t == "Encounter":
             return f"{name} ({(r.get('class') or {}).get('code', '')}) was on {d}"
@@ -340,18 +380,18 @@ class Lookup:
         rs = [r for r in rs if r.get("resourceType") == "Observation"][:n]
         if not rs:
             return ""
-        return "\nEarlier: " + "; ".join(f"{value_text(r)} on {self._d(r)} [{ref_of(r)}]" for r in rs)
+        return "\nEarlier: " + "; ".join(f"{self.value(r)} on {self._d(r)} [{ref_of(r)}]" for r in rs)
 
     def _trend(self, rs: Sequence[dict]) -> tuple[str, list[dict]]:
         """How a numeric series moved from its first to its last reading (rs newest first)."""
-        num = [r for r in rs if r.get("resourceType") == "Observation" and numeric_value(r) is not None]
+        num = [r for r in rs if r.get("resourceType") == "Observation" and self.number(r) is not None]
         if len(num) < 2:
             return "", []
         first, last = num[-1], num[0]
-        d = (numeric_value(last) or 0) - (numeric_value(first) or 0)
+        d = (self.number(last) or 0) - (self.number(first) or 0)
         word = "went up" if d > 0 else "went down" if d < 0 else "did not change"
-        return (f"\nOver the record it {word}: from {value_text(first)} on {self._d(first)} [{ref_of(first)}] to "
-                f"{value_text(last)} on {self._d(last)} [{ref_of(last)}]."), [first]
+        return (f"\nOver the record it {word}: from {self.value(first)} on {self._d(first)} [{ref_of(first)}] to "
+                f"{self.value(last)} on {self._d(last)} [{ref_of(last)}]."), [first]
 
     def _age_note(self, r: dict) -> tuple[str, list[str]]:
         """" (age N)" for an event of a patient with a birth date: age questions then need no arithmetic."""
@@ -448,18 +488,18 @@ class Lookup:
                     computed=[str(n)])
 
     def _op_change(self, a: LookupArgs, res, start, end) -> Fact:
-        rs = [r for r in self._window(res, start, end) if numeric_value(r) is not None]
+        rs = [r for r in self._window(res, start, end) if self.number(r) is not None]
         if len(rs) < 2:
             return Fact(text=f"Answer: fewer than two numeric readings{self._span(start, end)}; no change can be "
                              f"stated." + (f" Only: {self._describe(rs[0])} [{ref_of(rs[0])}]" if rs else ""),
                         evidence=self._ev(rs))
         first, last = rs[-1], rs[0]
-        v1, v2 = numeric_value(first), numeric_value(last)
+        v1, v2 = self.number(first), self.number(last)
         assert v1 is not None and v2 is not None
         delta = v2 - v1
         word = "went up" if delta > 0 else "went down" if delta < 0 else "did not change"
-        text = (f"Answer: {self._name(last)} {word}{self._span(start, end)}: from {value_text(first)} on "
-                f"{self._d(first)} [{ref_of(first)}] to {value_text(last)} on {self._d(last)} [{ref_of(last)}]."
+        text = (f"Answer: {self._name(last)} {word}{self._span(start, end)}: from {self.value(first)} on "
+                f"{self._d(first)} [{ref_of(first)}] to {self.value(last)} on {self._d(last)} [{ref_of(last)}]."
                 f"\n(change {delta:+.4g}; {len(rs)} readings in the period)")
         return Fact(text=text, evidence=self._ev([first, last]), computed=[_fmt(abs(delta)), _fmt(delta)])
 

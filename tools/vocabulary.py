@@ -23,6 +23,7 @@ so the natural-phrasing sample does not test this table against itself.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -86,6 +87,32 @@ LAY_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hdl cholesterol": (("cholesterol in hdl", "high density lipoprotein"), ("2085-9",)),
     "good cholesterol": (("cholesterol in hdl", "high density lipoprotein"), ("2085-9",)),
     "triglycerides": (("triglycerides", "triglyceride"), ("2571-8",)),
+    "trigs": (("triglycerides", "triglyceride"), ("2571-8",)),
+    "trig": (("triglycerides", "triglyceride"), ("2571-8",)),
+    "creat": (("creatinine [mass/volume]",), ("38483-4", "2160-0")),
+    "hay fever": (("allergic rhinitis",), ("367498001",)),
+    "meningitis vaccine": (("meningococcal",), ("114", "136", "147", "148", "203", "163", "162")),
+    "meningitis jab": (("meningococcal",), ("114", "136", "147", "148", "203", "163", "162")),
+    "meningococcal vaccine": (("meningococcal",), ("114", "136", "147", "148", "203", "163", "162")),
+    "whooping cough": (("tdap", "dtap"), ("115", "20", "106", "107")),
+    "prediabetic": (("prediabetes",), ("15777000", "714628002")),
+    "diabetic": (("diabetes",), ("44054006", "73211009")),
+    "hypertensive": (("hypertension",), ("59621000", "38341003")),
+    "asthmatic": (("asthma",), ()),
+    "high triglycerides": (("hypertriglyceridemia",), ("302870006",)),
+    "heart rhythm problem": (("atrial fibrillation", "arrhythmia"), ("49436004",)),
+    "sugar": (("glucose", "diabetes"), ()),
+    "blood pressure problem": (("hypertension",), ("59621000", "38341003")),
+    "high bp": (("hypertension",), ("59621000", "38341003")),
+    "blood clot in lung": (("pulmonary embolism",), ("59282003",)),
+    "blood clot in her lung": (("pulmonary embolism",), ("59282003",)),
+    "blood clot in his lung": (("pulmonary embolism",), ("59282003",)),
+    "blood clot in the lung": (("pulmonary embolism",), ("59282003",)),
+    "clot in lung": (("pulmonary embolism",), ("59282003",)),
+    "blood clot": (("embolism", "thrombosis"), ()),
+    "dvt": (("deep venous thrombosis", "deep vein thrombosis"), ()),
+    "pe": (("pulmonary embolism",), ("59282003",)),
+    "pulmonary embolism": (("pulmonary embolism",), ("59282003",)),
     "egfr": (("glomerular filtration rate",), ("33914-3", "62238-1", "98979-8", "48643-1", "48642-3")),
     "gfr": (("glomerular filtration rate",), ("33914-3", "62238-1", "98979-8", "48643-1", "48642-3")),
     "kidney function": (("glomerular filtration rate",), ("33914-3", "62238-1", "98979-8")),
@@ -117,7 +144,6 @@ LAY_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "platelet count": (("platelets",), ("777-3",)),
     "plt": (("platelets",), ("777-3",)),
     "mcv": (("mcv",), ("787-2",)),
-    "pain": (("pain severity",), ("72514-3",)),
     "pain score": (("pain severity",), ("72514-3",)),
     "pain level": (("pain severity",), ("72514-3",)),
     "alt": (("alanine aminotransferase",), ("1742-6",)),
@@ -265,9 +291,16 @@ vaccinations immunization immunizations jab jabs dose doses visit visits encount
 appointments prescription prescriptions prescribed medication medications med meds drug drugs history hx
 diagnosis diagnosed diagnoses condition conditions problem problems procedure procedures surgery
 allergy allergies allergic care plan plans given get got received receive taking take took start started
+date dates day days month months year years time times ago old age aged tell me can you could please show
+give find check know see look order ordered orders put doctor doctors physician him them it that this those
+these there then than with without from between since until before after during compared comparing
+higher lower up down rise rose fall fell increase increased decrease decreased went go going change changed
+trend trending right total overall ever never yet so far still again also just only over under about
+whether if no not yes new old be been being get gets having much more less many number first-time
+picked found detected noted documented diagnosed-with reported listed shown
 """.split())
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def stem(word: str) -> str:
@@ -279,14 +312,30 @@ def stem(word: str) -> str:
     return w
 
 
+_WEAK_WORDS = """
+injection injections injectable tablet tablets oral capsule capsules syringe prefilled solution cream
+ointment inhaler inhalation actuat patch suspension spray extended release hour topical chewable
+disintegrating nasal ophthalmic vial pen kit unit units
+chronic acute disorder finding procedure situation level blood serum plasma screening assessment
+test body total severe mild moderate left right upper lower
+""".split()
+
+
 def words(text: str) -> list[str]:
     """Lower-cased word tokens of ``text``."""
     return _TOKEN.findall(text.lower())
 
 
+def named_words(text: str) -> list[str]:
+    """The words of ``text`` that are not question or kind words (short ones included)."""
+    return [w for w in words(text) if w not in _FILLER]
+
+
 def content_stems(text: str) -> set[str]:
     """Stems of the words that name a thing (kind words and question words dropped)."""
-    return {stem(w) for w in words(text) if w not in _FILLER and len(w) > 1}
+    # Words of one or two letters are grammar ("at", "on", "he"); the abbreviations that matter (BP, HR, MI)
+    # are lay phrases, matched before this.
+    return {stem(w) for w in words(text) if w not in _FILLER and len(w) > 2}
 
 
 @dataclass
@@ -317,11 +366,12 @@ class Match:
 
 def lay_phrases(text: str) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
     """Lay phrases found in ``text`` (longest first, non-overlapping): ``(phrase, displays, codes)``."""
-    low = " " + " ".join(words(text)) + " "
+    # Matched on stems, so "office visits" finds "office visit" and "ear infections" finds "ear infection".
+    low = " " + " ".join(stem(w) for w in words(text)) + " "
     found: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
     taken: list[tuple[int, int]] = []
     for phrase in sorted(LAY_NAMES, key=len, reverse=True):
-        needle = " " + " ".join(words(phrase)) + " "
+        needle = " " + " ".join(stem(w) for w in words(phrase)) + " "
         start = low.find(needle)
         if start < 0:
             continue
@@ -331,6 +381,10 @@ def lay_phrases(text: str) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]
         taken.append(span)
         displays, codes = LAY_NAMES[phrase]
         found.append((phrase, displays, codes))
+    names = {p for p, _, _ in found}
+    if names & {"systolic", "diastolic"}:
+        # "diastolic BP" is the diastolic reading, not the panel "BP" names on its own.
+        found = [f for f in found if f[0] not in ("bp", "blood pressure")]
     return found
 
 
@@ -340,7 +394,8 @@ def _display_has(display_low: str, phrase: str) -> bool:
     return re.search(pat, display_low) is not None
 
 
-def score_concept(query: str, concept: Concept, *, phrases=None, stems: set[str] | None = None) -> Match | None:
+def score_concept(query: str, concept: Concept, *, phrases=None, stems: set[str] | None = None,
+                  weights: dict[str, float] | None = None) -> Match | None:
     """How well ``query`` names ``concept`` (None: not at all)."""
     phrases = lay_phrases(query) if phrases is None else phrases
     stems = content_stems(query) if stems is None else stems
@@ -372,8 +427,11 @@ def score_concept(query: str, concept: Concept, *, phrases=None, stems: set[str]
     if not common:
         return None
     # Share of the question's words found; a small bonus for shorter displays (more specific names).
-    frac = len(common) / len(stems)
-    if frac < 0.5:
+    # Share of the question's words found, each weighted by how rare it is among the record's names: in
+    # "enoxaparin injections", "enoxaparin" says which drug and "injection" fits a dozen.
+    w = weights or {}
+    frac = sum(w.get(x, 1.0) for x in common) / sum(w.get(x, 1.0) for x in stems)
+    if frac <= 0.5:  # more than half of what the question names must be named by the concept
         return None
     return Match(concept, frac + 1.0 / (10 + len(dstems)), "words: " + ", ".join(sorted(common)))
 
@@ -393,9 +451,19 @@ def resolve(query: str, concepts: Iterable[Concept], *, single: bool = False) ->
         rest = stems - covered
     else:
         rest = stems
+    concepts = list(concepts)
+    df: dict[str, int] = {}
+    for c in concepts:
+        for x in {stem(w) for w in words(c.display)}:
+            df[x] = df.get(x, 0) + 1
+    n = max(1, len(concepts))
+    # A word no name of the record holds counts as much as the rarest one that some name holds.
+    weak = {stem(w) for w in _WEAK_WORDS}
+    weights = {x: (0.25 if x in weak else 1.0) * (math.log(1 + n / df[x]) if x in df else math.log(1 + n))
+               for x in stems}
     matches = []
     for c in concepts:
-        m = score_concept(query, c, phrases=phrases, stems=stems if not phrases else rest)
+        m = score_concept(query, c, phrases=phrases, stems=stems if not phrases else rest, weights=weights)
         if m:
             matches.append(m)
     if not matches:
