@@ -367,8 +367,10 @@ class ClaimChecker:
         day = _DAY.search(body) or _DAY.search(self.question)
         if day and start is None and end is None:
             start = end = day.group(1)
-        args = LookupArgs(op="exists", what=thing[:200], start=start, end=end)
-        matches, res, _ = self.lookup.resolve(args)
+        # Diagnoses, drugs, vaccines and allergies first (as a yes/no question resolves), then measurements.
+        matches, res, _ = self.lookup.resolve(LookupArgs(op="exists", what=thing[:200], start=start, end=end))
+        if not matches:
+            matches, res, _ = self.lookup.resolve(LookupArgs(op="all", what=thing[:200], kind="lab"))
         strong = [m for m in matches if m.score >= 1.0 or m.why.startswith("every ")]
         if not strong:
             return None
