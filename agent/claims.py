@@ -196,7 +196,7 @@ class ClaimChecker:
             if any(codes & set(p[2]) for p in phrases):
                 continue
             # The phrase names something with known codes; the cited row is coded otherwise.
-            same_kind = [p for p in phrases if _phrase_kind(p[2]) == r["resourceType"]]
+            same_kind = [p for p in phrases if vocab.phrase_type(p[2]) == r["resourceType"]]
             if not same_kind:
                 continue
             want = same_kind[0][0]
@@ -381,15 +381,6 @@ class ClaimChecker:
         names = "; ".join(self._show(r) for r in shown)
         return ClaimFailure("absence", "the record does hold it",
                             f"the record does hold {strong[0].concept.display}: {names}", self._ev(shown))
-
-
-def _phrase_kind(codes: tuple[str, ...]) -> str:
-    """Which FHIR type a lay phrase's codes name (LOINC codes have a check digit after a dash)."""
-    if any("-" in c for c in codes):
-        return "Observation"
-    if all(c.isdigit() and len(c) <= 3 for c in codes):
-        return "Immunization"
-    return "other"
 
 
 _REFS = re.compile(r"\[[A-Z][A-Za-z]+/[^\[\]]+\]")

@@ -388,6 +388,20 @@ def lay_phrases(text: str) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]
     return found
 
 
+def phrase_type(codes: tuple[str, ...]) -> str | None:
+    """The FHIR type a lay phrase's codes name: LOINC (a dash before the check digit) is a measurement,
+    short CVX numbers a vaccine, HL7 encounter classes a visit; None when the codes do not say."""
+    if not codes:
+        return None
+    if all("-" in c for c in codes):
+        return "Observation"
+    if all(c.isdigit() and len(c) <= 3 for c in codes):
+        return "Immunization"
+    if all(c.isupper() or c.islower() and c.isalpha() for c in codes) and all(c.isalpha() for c in codes):
+        return "Encounter"
+    return None
+
+
 def _display_has(display_low: str, phrase: str) -> bool:
     # Word-boundary containment, with plural tolerance on the last word ("triglyceride" ~ "triglycerides").
     pat = r"(?<![a-z0-9])" + re.escape(phrase) + r"s?(?![a-z0-9])"
@@ -403,6 +417,9 @@ def score_concept(query: str, concept: Concept, *, phrases=None, stems: set[str]
     bare_codes = {c.split("|")[-1] for c in concept.codes}
     best: Match | None = None
     for phrase, displays, codes in phrases:
+        kind = phrase_type(codes)
+        if kind and kind != concept.type:
+            continue  # "BMI" names the measurement, not the finding "Body mass index 30+ - obesity"
         if bare_codes & set(codes):
             return Match(concept, 3.0, f"{phrase} -> code {sorted(bare_codes & set(codes))[0]}")
         for d in displays:
