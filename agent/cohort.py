@@ -105,6 +105,10 @@ class CohortNodes(AgentNodes):
                     self._cohort.popitem(last=False)
             return s
 
+    def first_call_tools(self) -> tuple[str, ...]:
+        """The constrained first turn of a cohort question is the answer-shaped count."""
+        return ("cohort_count",)
+
     def start(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """Start a question: system prompt, earlier turns of the thread, the question."""
         question = str(state.get("question") or "").strip()
@@ -142,6 +146,13 @@ class CohortNodes(AgentNodes):
                    "unsupported": report.unsupported, "auto_cited": []})
         repairs = int(state.get("repairs") or 0)
         route_to = "finish" if report.verified or repairs >= self.settings.max_repairs else "repair"
+        if route_to == "finish" and not report.verified and not set(report.citations) & set(evidence):
+            # The draft cites no count that ran: say so plainly, with the counts that did run, rather than
+            # return a draft that may be the model echoing the repair instructions.
+            ran = [f"{v} [{k}]" for k, v in evidence.items() if is_query_key(k)]
+            honest = "Could not answer with a verified count." + (
+                " Counts that ran: " + "; ".join(ran[:4]) + "." if ran else "")
+            report = report.model_copy(update={"marked_answer": honest})
         return {"report": report.model_dump(), "route": route_to, "draft": draft}
 
     def repair(self, state: AgentState) -> dict[str, Any]:

@@ -85,6 +85,10 @@ class AgentNodes:
                 self._sessions.move_to_end(key)
             return s
 
+    def first_call_tools(self) -> tuple[str, ...]:
+        """Tools the constrained first turn may call."""
+        return tuple(self.settings.first_call_tools)
+
     # ---- nodes ----------------------------------------------------------------------------------
     def manifest(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """Start a question: resolve as-of, check the patient exists, put the record overview in the prompt."""
@@ -166,7 +170,9 @@ class AgentNodes:
         if steps == 0 and self.settings.first_call_constrained and getattr(model, "constrained_output", False):
             # The first turn must be tool calls: a backend that can enforce a JSON schema (llama.cpp grammar,
             # vLLM guided decoding) makes a malformed call or an answer without looking impossible.
-            extra["constrain"] = first_call_schema(specs, self.settings.first_call_tools)
+            schema = first_call_schema(specs, self.first_call_tools())
+            if schema is not None:
+                extra["constrain"] = schema
         try:
             res: ChatResult = model.chat(
                 messages, specs, max_tokens=self.settings.answer_max_tokens,
@@ -319,7 +325,7 @@ class AgentNodes:
         return {"result": result.model_dump(), "history": history, "route": "end"}
 
 
-def first_call_schema(specs: list, names: tuple[str, ...], max_calls: int = 3) -> dict[str, Any]:
+def first_call_schema(specs: list, names: tuple[str, ...], max_calls: int = 3) -> dict[str, Any] | None:
     """JSON schema of a first turn made only of tool calls: a list of 1..``max_calls`` ``{"tool", "arguments"}``
     objects, one shape per tool named in ``names`` (the text protocol's call format, so the same parser reads it)."""
     shapes = []
@@ -329,6 +335,8 @@ def first_call_schema(specs: list, names: tuple[str, ...], max_calls: int = 3) -
         params = dict(s.parameters)
         shapes.append({"type": "object", "properties": {"tool": {"const": s.name}, "arguments": params},
                        "required": ["tool", "arguments"]})
+    if not shapes:
+        return None
     item = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
     return {"type": "array", "items": item, "minItems": 1, "maxItems": max_calls}
 

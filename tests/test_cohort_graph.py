@@ -40,7 +40,8 @@ def test_tool_loop_reaches_the_right_count(fixture_store):
     assert tool_msg.role == "tool" and tool_msg.content.startswith(f"{want} Encounter resources match")
     first_prompt = model.messages_seen[0]
     assert "3 patients" in first_prompt[-1].content and QUESTION in first_prompt[-1].content
-    assert {s.name for s in model.calls[0][1]} == {"count_resources", "count_patients", "list_resources", "find_codes"}
+    assert {s.name for s in model.calls[0][1]} == {"cohort_count", "count_resources", "count_patients", "list_resources",
+                                                   "find_codes"}
 
 
 def test_wrong_number_is_repaired_or_flagged(fixture_store):
@@ -125,3 +126,41 @@ def test_scripted_cohort_model_counts_patients(fixture_store, op, meta, want):
                 meta={"op": op, **meta})
     r = answer_cohort(fixture_store, task.question, model=scripted_cohort_model(task))
     assert r.verified and f"The count is {want} [" in r.answer
+
+
+# ---- the answer-shaped count (cohort_count) -----------------------------------------------------
+
+
+def test_cohort_count_resolves_lay_words_and_runs_a_citable_query(fixture_store):
+    """Deterministic: the tool alone; the count equals the raw bundles' and re-running its cited query agrees."""
+    from tools.cohort_tools import CohortSession
+
+    s = CohortSession(fixture_store)
+    out = s.call("cohort_count", {"what": "hospital stays", "count": "records", "sex": "male",
+                                  "start": "2010", "end": "2010"})
+    want = _raw_male_stays_2010()
+    assert f"Answer: {want} Encounter records (male) in 2010 [{KEY}]" in out.text
+    assert s.recount(KEY) == want
+    out = s.call("cohort_count", {"what": "flu shot", "start": "2014", "end": "2014"})
+    assert out.text.splitlines()[-1].startswith("Answer: 1 patients in 2014 [patients:Immunization?")
+    out = s.call("cohort_count", {"what": "unicorn horn"})
+    assert "no code in the store matches" in out.text and not out.evidence
+
+
+def test_cohort_count_then_cited_answer_verified(fixture_store):
+    """Scripted model: one cohort_count call, then the answer copied from its Answer line."""
+    call = tool_call("cohort_count", {"what": "inpatient stays", "count": "records", "sex": "male",
+                                      "start": "2010", "end": "2010"})
+    model = ScriptedModel([call, f"Male patients had 2 inpatient stays in 2010 [{KEY}]."])
+    r = answer_cohort(fixture_store, QUESTION, model=model)
+    assert r.verified and r.citations == [KEY]
+
+
+def test_failed_cohort_answer_reads_as_could_not_answer(fixture_store):
+    """Scripted model that cites a query it never ran, twice: the answer says it could not answer and
+    never carries the repair prompt's text."""
+    bad = "There were 7 stays [query:Encounter?class=IMP&date=1999]."
+    model = ScriptedModel([bad, bad])
+    r = answer_cohort(fixture_store, QUESTION, model=model)
+    assert not r.verified and r.answer.startswith("Could not answer with a verified count")
+    assert "was not run" not in r.answer and "Rewrite the answer" not in r.answer

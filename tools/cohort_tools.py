@@ -132,6 +132,25 @@ class CodesResult(BaseModel):
     how: str = "phrase"
 
 
+class CohortCountArgs(BaseModel):
+    """Arguments of ``cohort_count`` (the answer-shaped count; short descriptions cost fewer prompt tokens)."""
+
+    what: str = Field(description="what is counted, in the question's words, e.g. 'flu shot', 'diabetes', "
+                                  "'inpatient stays'")
+    kind: Literal["condition", "medication", "vaccine", "procedure", "visit", "allergy", "any"] = "any"
+    count: Literal["patients", "records"] = Field("patients", description="patients (how many patients) or "
+                                                                          "records (how many stays, doses...)")
+    start: str | None = Field(None, description="YYYY[-MM[-DD]]; a year Y is start Y, end Y")
+    end: str | None = Field(None, description="YYYY[-MM[-DD]]")
+    sex: Literal["male", "female", "any"] = "any"
+
+
+#: type -> the date search parameter that places its records in time
+DATE_PARAMS: dict[str, str] = {"Immunization": "date", "Encounter": "date", "Condition": "onset-date",
+                               "MedicationRequest": "authoredon", "Procedure": "date",
+                               "AllergyIntolerance": "date", "Observation": "date", "CarePlan": "date"}
+
+
 class CohortToolError(ValueError):
     """A call the tools refuse before asking the store (reserved parameter, scan too large)."""
 
@@ -213,6 +232,9 @@ class CohortSession:
                                "Count distinct patients having resources that match a FHIR search, e.g. Immunization "
                                '{"vaccine-code":"http://hl7.org/fhir/sid/cvx|62","date":"2015"}.'),
             "list_resources": (ListArgs, self._list_tool, "Show a few matching resources as one-line rows."),
+            "cohort_count": (CohortCountArgs, self._cohort_count_tool,
+                             "Count patients (or records) with something, found by name (lay names work), in a "
+                             "period, by sex; runs the FHIR search and returns the number with its citation."),
             "find_codes": (FindCodesArgs, self._codes_tool,
                            "Find the codes whose names contain some words, e.g. Immunization 'hpv', "
                            "and the search parameter to count them with."),
@@ -321,6 +343,90 @@ class CohortSession:
         if kind == "query":
             return self.store.count(rtype, params)
         return self._distinct_patients(rtype, params)[0]
+
+    # ---- the answer-shaped count ------------------------------------------------------------------
+    def concepts(self, rtype: str) -> list:
+        """Every concept (code) of ``rtype`` in the store, read once per session (bounded by ``max_scan``)."""
+        from tools import vocabulary as vocab
+
+        cache = self.__dict__.setdefault("_concept_cache", {})
+        if rtype in cache:
+            return cache[rtype]
+        param, element = CODE_FIELDS.get(rtype, ("code", "code"))
+        if rtype == "Encounter":
+            element = "class"
+        found: dict[str, vocab.Concept] = {}
+        for i, r in enumerate(self.store.search_all(rtype, [("_elements", element), ("_count", "1000")])):
+            if i >= self.max_scan * 5:
+                break
+            if rtype == "Encounter":
+                code = (r.get("class") or {}).get("code")
+                if code and code not in found:
+                    name = {"AMB": "ambulatory", "IMP": "inpatient", "EMER": "emergency"}.get(code, code.lower())
+                    found[code] = vocab.Concept(rtype, f"class|{code}", f"{name} encounter (class {code})", {code})
+                continue
+            cc = r.get(element)
+            for c in cc if isinstance(cc, list) else [cc]:
+                for cd in (c or {}).get("coding") or [] if isinstance(c, dict) else []:
+                    if cd.get("code"):
+                        key = f"{cd.get('system')}|{cd['code']}"
+                        if key not in found:
+                            found[key] = vocab.Concept(rtype, key, cd.get("display") or c.get("text") or key,
+                                                       {str(cd["code"]), key})
+                        break
+        cache[rtype] = list(found.values())
+        return cache[rtype]
+
+    def cohort_count(self, a: CohortCountArgs) -> tuple[CountResult | None, list, str]:
+        """Resolve ``a.what`` among the store's codes, build the FHIR search, count; (result, matches, type)."""
+        from tools import vocabulary as vocab
+        from tools.facts import guess_kind
+
+        kind = a.kind if a.kind != "any" else guess_kind(a.what)
+        order = {"condition": ["Condition"], "medication": ["MedicationRequest"], "vaccine": ["Immunization"],
+                 "procedure": ["Procedure"], "visit": ["Encounter"], "allergy": ["AllergyIntolerance"]}
+        types = order.get(kind, ["Condition", "Immunization", "MedicationRequest", "Encounter", "Procedure",
+                                 "AllergyIntolerance"])
+        for rtype in types:
+            matches = vocab.resolve(a.what, self.concepts(rtype))
+            if matches:
+                break
+        else:
+            return None, [], types[0]
+        params: Params = []
+        if rtype == "Encounter" and matches[0].concept.key.startswith("class|"):
+            codes = [m.concept.key.split("|", 1)[1] for m in matches if m.concept.key.startswith("class|")]
+            params.append(("class", ",".join(codes)))
+        else:
+            param = CODE_FIELDS.get(rtype, ("code", "code"))[0]
+            params.append((param, ",".join(m.concept.key for m in matches[:20])))
+        dp = DATE_PARAMS.get(rtype, "date")
+        if a.start and a.end and a.start == a.end:
+            params.append((dp, a.start))
+        else:
+            if a.start:
+                params.append((dp, f"ge{a.start}"))
+            if a.end:
+                params.append((dp, f"le{a.end}"))
+        if a.sex != "any":
+            params.append(("patient.gender", a.sex))
+        q = QueryArgs(resource_type=rtype, params="&".join(f"{k}={v}" for k, v in params))
+        res = self.count_patients(q) if a.count == "patients" else self.count_resources(q)
+        return res, matches, rtype
+
+    def _cohort_count_tool(self, a: CohortCountArgs) -> ToolOutput:
+        res, matches, rtype = self.cohort_count(a)
+        if res is None:
+            return ToolOutput(text=f"cohort_count '{a.what}': no code in the store matches it. Try find_codes with "
+                                   f"other words.")
+        names = "; ".join(sorted({m.concept.display for m in matches})[:6])
+        what = "patients" if a.count == "patients" else f"{rtype} records"
+        span = (f" in {a.start}" if a.start and a.start == a.end else
+                (f" from {a.start}" if a.start else "") + (f" to {a.end}" if a.end else ""))
+        sex = f" ({a.sex})" if a.sex != "any" else ""
+        text = (f"cohort_count '{a.what}' -> matched {names}\n"
+                f"Answer: {res.count} {what}{sex}{span} [{res.cite}].")
+        return ToolOutput(text=text, evidence={res.cite: f"{res.query}: {res.count} {res.kind}"})
 
     # ---- helpers --------------------------------------------------------------------------------
     def _params(self, a: QueryArgs) -> Params:

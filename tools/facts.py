@@ -74,6 +74,14 @@ _KIND_HINTS: list[tuple[tuple[str, ...], str]] = [
     (("care plan", "careplan"), "careplan"),
 ]
 
+def guess_kind(what: str) -> str:
+    """The kind of record words hint at ("flu shot" -> vaccine, "hospital stays" -> visit), else "any"."""
+    for hints, kind in _KIND_HINTS:
+        if any(re.search(r"\b" + re.escape(h), what, re.I) for h in hints):
+            return kind
+    return "any"
+
+
 _REF_LIMIT = 12  # citations listed per line before "and N more"
 
 
@@ -262,14 +270,7 @@ class Lookup:
 
     # ---- resolution ------------------------------------------------------------------------------
     def _kind(self, a: LookupArgs) -> str:
-        if a.kind != "any":
-            return a.kind
-        for hints, kind in _KIND_HINTS:
-            if any(re.search(r"\b" + re.escape(h), a.what, re.I) for h in hints):
-                return kind
-        if a.op in ("age_at", "exists", "ended", "active_on"):
-            return "any"
-        return "any"
+        return a.kind if a.kind != "any" else guess_kind(a.what)
 
     def resolve(self, a: LookupArgs) -> tuple[list[vocab.Match], list[dict], str]:
         """Concept matches, their visible resources (newest first), and the kind used."""

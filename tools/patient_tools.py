@@ -701,6 +701,8 @@ def dispatch_tool(
         return ToolOutput(text=f"error: the record store failed: {e.message}", error=True)
     if len(out.text) > max_chars:
         out.text = out.text[:max_chars].rsplit("\n", 1)[0] + "\n... (output truncated; narrow the query)"
+        # A row cut from the text was never seen by the model: it must not back a citation either.
+        out.evidence = {k: v for k, v in out.evidence.items() if f"[{k}]" in out.text}
     return out
 
 
