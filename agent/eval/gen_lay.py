@@ -22,7 +22,7 @@ from datetime import date
 from .fhirdata import PatientRecord, clinical_datetime, clinical_day, ref
 from .gen_clinical import age_on
 from .gen_common import make_task, tolerance_for
-from .lay_vocab import CONDITIONS, DRUGS, LABS, PRONOUNS, VACCINES, Concept, concept, spoken_day
+from .lay_vocab import CONDITIONS, DRUGS, EVERYDAY_LABS, PRONOUNS, VACCINES, Concept, concept, spoken_day
 from .tasks import AgeGold, DateGold, DirectionGold, IntegerGold, QuantityGold, Task, YesNoGold
 
 #: categories of the lay sample, one per question kind
@@ -356,7 +356,7 @@ def candidates(f: LayFacts, rng: random.Random, common: list[str]) -> list[Task]
         if (fact := fact_age_at_diagnosis(f, c)):
             out.append(_task("age_at_diagnosis", f, _say(rng, AGE, pr, c=name(c)), fact,
                              {"op": "age_at_diagnosis", "concept": c.key, "stratum": c.key}))
-    labs = [c for c in LABS if f.concept_readings(c)]
+    labs = [concept(k) for k in EVERYDAY_LABS if f.concept_readings(concept(k))]
     if labs:
         c = rng.choice(labs)
         n = name(c)

@@ -74,6 +74,11 @@ LABS: tuple[Concept, ...] = (
     _c("oxygen", LOINC, "2708-6 2713-6", "oxygen saturation; O2 sat; oxygen level"),
 )
 
+#: the labs and vitals the generated questions ask about: the ones people ask about by name in everyday care
+#: (the others stay in the table for hand-written questions)
+EVERYDAY_LABS = ("a1c", "bmi", "pulse", "weight", "cholesterol", "ldl", "hdl", "triglycerides", "egfr", "glucose",
+                 "creatinine", "systolic", "diastolic", "hemoglobin")
+
 VACCINES: tuple[Concept, ...] = (
     _c("flu", CVX, "140", "flu shot; flu vaccine; influenza vaccine; flu jab"),
     # A child's DTaP also protects against tetanus: "last tetanus shot?" is unclear for a patient who had it.

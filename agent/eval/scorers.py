@@ -108,7 +108,7 @@ _DOWN_WORDS = {"decrease", "decreased", "decreases", "decreasing", "fell", "fall
                "downwards", "reduced", "down"}
 # A bare "up"/"down" is a direction only after a verb of change ("went up", "was down"), never in "follow up".
 _BARE_AFTER = {"went", "gone", "go", "goes", "going", "was", "were", "is", "are", "been", "be", "trended", "trending",
-               "trend", "moved", "moving", "came", "come", "it", "slightly", "way", "has", "had", "s"}
+               "trend", "moved", "moving", "came", "come", "it", "slightly", "way", "has", "had", "s", "then"}
 _NEGATORS = {"not", "no", "never", "neither", "nor", "didn", "didnt", "wasn", "wasnt", "hasn", "hasnt", "t"}
 _ECHO = re.compile(r"\b(up or down|down or up|higher or lower|lower or higher|increase or decrease|"
                    r"increased or decreased|rise or fall|rose or fell|go up or down)\b")
