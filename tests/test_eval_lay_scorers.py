@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agent.eval.scorers import direction_of, score_answer, yes_no_of
-from agent.eval.tasks import AgeGold, DateGold, DirectionGold, IntegerGold, Task, YesNoGold
+from agent.eval.tasks import AgeGold, DateGold, DirectionGold, IntegerGold, QuantityGold, Task, YesNoGold
 
 
 def task(gold, **meta) -> Task:
@@ -26,6 +26,7 @@ def task(gold, **meta) -> Task:
     ("Nope - nothing about asthma.", False),
     ("I cannot determine whether she had asthma.", None),
     ("It is unclear from the record.", None),
+    ("I can\u2019t tell whether she had asthma.", None),
     ("", None),
 ])
 def test_yes_no_reading(answer, expected):
@@ -74,6 +75,7 @@ def test_age_tolerance_near_a_birthday():
     ("Down.", {"down"}),
     ("It decreased between 2019 and 2021.", {"down"}),
     ("It went down; it did not go up.", {"down"}),
+    ("It didn\u2019t go up; it went down.", {"down"}),  # a typographic apostrophe
     ("Lower in 2021.", {"down"}),
     ("It dropped.", {"down"}),
     ("Up or down? I can't tell.", set()),  # the question echoed back states nothing
@@ -95,6 +97,22 @@ def test_direction_scores_true_and_false():
     down = task(DirectionGold(value="down"))
     assert score_answer(down, "decreased").correct
     assert not score_answer(down, "rose").correct
+
+
+def test_direction_written_backwards_uses_the_question_years():
+    up = task(DirectionGold(value="up"), start_year="2012", end_year="2016")
+    assert score_answer(up, "It was lower in 2012 than in 2016.").correct
+    assert score_answer(up, "Higher in 2016 than in 2012.").correct
+    assert not score_answer(up, "It was higher in 2012 than 2016.").correct
+    assert direction_of("lower in 2012 than in 2016") == {"down"}  # without the years: read as written
+
+
+def test_blood_pressure_written_as_a_pair():
+    systolic = task(QuantityGold(value=122, unit="mm[Hg]", tolerance=0.5))
+    diastolic = task(QuantityGold(value=80, unit="mm[Hg]", tolerance=0.5))
+    for t in (systolic, diastolic):
+        assert score_answer(t, "Her blood pressure that day was 122/80 mmHg.").correct
+    assert not score_answer(systolic, "118/80 mmHg").correct
 
 
 def test_dates_in_lay_answers():

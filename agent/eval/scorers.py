@@ -114,10 +114,17 @@ _ECHO = re.compile(r"\b(up or down|down or up|higher or lower|lower or higher|in
                    r"increased or decreased|rise or fall|rose or fell|go up or down)\b")
 
 
-def direction_of(text: str) -> set[str]:
+def direction_of(text: str, start: str | None = None, end: str | None = None) -> set[str]:
     """The directions an answer states ("up", "down"): change words that are not negated and not the
-    question's own "up or down" echoed back; "lower back" and "the fall of 2016" are not directions."""
-    clean = _ECHO.sub(" ", textparse.strip_refs(text).lower().replace("’", "'"))
+    question's own "up or down" echoed back; "lower back" and "the fall of 2016" are not directions.
+
+    With the question's ``start`` and ``end`` periods, a comparison written backwards ("lower in 2012 than
+    in 2016") reads the right way round (up)."""
+    clean = _ECHO.sub(" ", textparse.strip_refs(text).lower().replace("\u2019", "'"))
+    if start and end:
+        backwards = (rf"\b(higher|lower)\s+in\s+{re.escape(start.lower())}\s+than\s+(?:in\s+)?"
+                     rf"{re.escape(end.lower())}\b")
+        clean = re.sub(backwards, lambda m: " went down " if m.group(1) == "higher" else " went up ", clean)
     toks = re.findall(r"[a-z]+", clean)
     found: set[str] = set()
     for i, w in enumerate(toks):
@@ -135,9 +142,9 @@ def direction_of(text: str) -> set[str]:
     return found
 
 
-def score_direction(gold: DirectionGold, text: str) -> AnswerScore:
+def score_direction(gold: DirectionGold, text: str, start: str | None = None, end: str | None = None) -> AnswerScore:
     """Correct when the answer states the gold direction and not the other one."""
-    got = direction_of(text)
+    got = direction_of(text, start, end)
     ok = got == {gold.value}
     return AnswerScore(correct=ok, score=float(ok), detail=f"directions stated: {sorted(got)}")
 
@@ -277,7 +284,7 @@ def score_answer(task: Task, text: str) -> AnswerScore:
     if isinstance(g, AgeGold):
         return score_age(g, text)
     if isinstance(g, DirectionGold):
-        return score_direction(g, text)
+        return score_direction(g, text, task.meta.get("start_year"), task.meta.get("end_year"))
     if isinstance(g, ChoiceGold):
         return score_choice(g, text)
     if isinstance(g, SetGold):
