@@ -365,3 +365,25 @@ def test_cli_generate_lay_reports_a_store_without_the_patients(fixture_store, tm
     rc = main(["eval", "generate-lay", "--store", str(fixture_store.directory), "--set", "handwritten",
                "--out", str(tmp_path / "h.jsonl")])
     assert rc == 2 and "not in the store" in capsys.readouterr().err
+
+
+@pytest.mark.shared
+def test_cohort_gold_is_what_the_right_fhir_search_counts(blaze_store, samples):
+    """Each cohort lay gold equals the count of the FHIR search a correct answer would run with the cohort
+    tools (codes of the lay concept as an OR list; encounters by class, year and the patient's gender), so
+    the gold means what the agent can ask the store."""
+    from tools.cohort_tools import CohortSession, QueryArgs
+
+    cs = CohortSession(blaze_store)
+    for t in samples["cohort"]:
+        m = t.meta
+        stays = {"class": "IMP", "date": m.get("year"), "patient.gender": m.get("gender")}
+        if m["op"] == "vaccine_year":
+            q = QueryArgs(resource_type="Immunization",
+                          params={"vaccine-code": ",".join(sorted(concept(m["concept"]).keys())), "date": m["year"]})
+        elif m["op"] == "condition_ever":
+            q = QueryArgs(resource_type="Condition", params={"code": ",".join(sorted(concept(m["concept"]).keys()))})
+        else:
+            q = QueryArgs(resource_type="Encounter", params=stays)
+        got = cs.count_resources(q) if m["op"] == "inpatient_stays" else cs.count_patients(q)
+        assert got.count == t.answer.value, (t.question, got.cite, got.count, t.answer.value)
