@@ -1,6 +1,7 @@
 """``ehr-agent eval``: generate tasks, adapt other benchmarks, sample, run a solver, report.
 
     ehr-agent eval generate --store DIR --out tasks.jsonl [--patients ID ...] [--per-patient N] [--seed S]
+    ehr-agent eval generate-lay --store DIR --out lay.jsonl [--set patients|handwritten|cohort] [--seed S]
     ehr-agent eval sample tasks.jsonl --per-category N --out sample.jsonl [--seed S] [--exclude-category C] [--interleave]
     ehr-agent eval adapt {fhir-agentbench,medagentbench} FILE --out tasks.jsonl
     ehr-agent eval run tasks.jsonl --store DIR --model SPEC --out results.jsonl
@@ -51,6 +52,17 @@ def register(subparsers) -> None:
     g.add_argument("--cohort", type=int, default=20, help="cohort (cross-patient) tasks, 0 for none (default 20)")
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_generate)
+
+    gl = sub.add_parser("generate-lay", help="questions as people type them (lay names, pronouns), gold from the "
+                                             "raw FHIR resources; see docs/evaluation.md")
+    gl.add_argument("--store", required=True, help="store directory or FHIR server base URL")
+    gl.add_argument("--out", required=True, help="task file to write (JSON Lines)")
+    gl.add_argument("--set", dest="task_set", choices=["patients", "handwritten", "cohort"], default="patients",
+                    help="patients: generated patient questions (sample them with 'eval sample'); handwritten: the "
+                         "hand-written questions over synthea-blaze-120; cohort: population questions (default patients)")
+    gl.add_argument("--seed", type=int, default=0)
+    gl.add_argument("--per-kind", type=_positive, default=8, help="cohort questions per kind (--set cohort; default 8)")
+    gl.set_defaults(func=cmd_generate_lay)
 
     s = sub.add_parser("sample", help="stratified sample: N tasks per category")
     s.add_argument("tasks", help="task file")
@@ -124,6 +136,34 @@ def cmd_generate(args) -> int:
     counts = Counter(t.category for t in tasks)
     print(f"wrote {n} tasks to {args.out}")
     for c, k in sorted(counts.items()):
+        print(f"  {c:22s} {k}")
+    return 0
+
+
+def cmd_generate_lay(args) -> int:
+    from tools.store import open_store
+
+    from .tasks import write_tasks
+
+    with open_store(args.store) as store:
+        try:
+            if args.task_set == "handwritten":
+                from .handwritten import handwritten_tasks
+
+                tasks = handwritten_tasks(store)
+            elif args.task_set == "cohort":
+                from .gen_cohort_lay import generate_cohort_lay_tasks
+
+                tasks = generate_cohort_lay_tasks(store, seed=args.seed, per_kind=args.per_kind)
+            else:
+                from .gen_lay import generate_lay_tasks
+
+                tasks = generate_lay_tasks(store, seed=args.seed)
+        except (ValueError, KeyError) as e:
+            return _fail(str(e))
+    n = write_tasks(args.out, tasks)
+    print(f"wrote {n} {args.task_set} lay tasks to {args.out}")
+    for c, k in sorted(Counter(t.category for t in tasks).items()):
         print(f"  {c:22s} {k}")
     return 0
 

@@ -8,10 +8,15 @@ from collections import defaultdict
 from .tasks import Task
 
 
+def _stratum(t: Task) -> str:
+    return str(t.meta.get("stratum", t.meta.get("op")))
+
+
 def stratified_sample(tasks: list[Task], per_category: int, seed: int = 0) -> list[Task]:
     """Up to ``per_category`` tasks of each category, drawn without replacement, deterministic for a seed.
 
-    Within a category the draw prefers distinct patients and distinct question types (``meta.op``) before
+    Within a category the draw prefers distinct patients and distinct question types (``meta.op``, or
+    ``meta.stratum`` where a task names a finer stratum: the concept asked about, yes against no) before
     repeating one, so a small sample still covers the category's variety. The result keeps the
     input's order.
     """
@@ -30,10 +35,10 @@ def stratified_sample(tasks: list[Task], per_category: int, seed: int = 0) -> li
         picked: list[Task] = []
         while pool and len(picked) < per_category:
             # Least-used question type first, then a patient not yet drawn.
-            pool.sort(key=lambda t: (used_ops[str(t.meta.get("op"))], t.patient in used_patients))
+            pool.sort(key=lambda t: (used_ops[_stratum(t)], t.patient in used_patients))
             t = pool.pop(0)
             picked.append(t)
-            used_ops[str(t.meta.get("op"))] += 1
+            used_ops[_stratum(t)] += 1
             used_patients.add(t.patient)
         chosen.update(t.id for t in picked)
     return [t for t in tasks if t.id in chosen]

@@ -13,7 +13,8 @@ from pydantic import BaseModel
 from agent.schema import AnswerResult
 
 from . import textparse, units
-from .tasks import ChoiceGold, DateGold, IntegerGold, QuantityGold, SetGold, Task, TextGold, YesNoGold
+from .tasks import (AgeGold, ChoiceGold, DateGold, DirectionGold, IntegerGold, QuantityGold, SetGold, Task, TextGold,
+                    YesNoGold)
 
 # More distinct values than this in one answer reads as guessing: only the first few count.
 MAX_CANDIDATES = 3
@@ -93,16 +94,82 @@ def score_integer(gold: IntegerGold, text: str) -> AnswerScore:
     return AnswerScore(correct=ok, score=float(ok), detail=f"integers found: {vals[:5]}")
 
 
+def score_age(gold: AgeGold, text: str) -> AnswerScore:
+    """The first whole number that is not a year (dates removed), within the gold's tolerance."""
+    vals = [v for v in textparse.find_integers(text) if not (1900 <= v <= 2100)]
+    ok = bool(vals) and abs(vals[0] - gold.value) <= gold.tolerance
+    return AnswerScore(correct=ok, score=float(ok), detail=f"ages found: {vals[:5]} (tolerance {gold.tolerance})")
+
+
+_UP_WORDS = {"increase", "increased", "increases", "increasing", "rose", "risen", "rise", "rises", "rising", "climbed",
+             "climbing", "higher", "upward", "upwards", "up"}
+_DOWN_WORDS = {"decrease", "decreased", "decreases", "decreasing", "fell", "fallen", "fall", "falls", "falling",
+               "dropped", "drop", "drops", "dropping", "declined", "decline", "declining", "lower", "downward",
+               "downwards", "reduced", "down"}
+# A bare "up"/"down" is a direction only after a verb of change ("went up", "was down"), never in "follow up".
+_BARE_AFTER = {"went", "gone", "go", "goes", "going", "was", "were", "is", "are", "been", "be", "trended", "trending",
+               "trend", "moved", "moving", "came", "come", "it", "slightly", "way", "has", "had", "s", "then"}
+_NEGATORS = {"not", "no", "never", "neither", "nor", "didn", "didnt", "wasn", "wasnt", "hasn", "hasnt", "t"}
+_ECHO = re.compile(r"\b(up or down|down or up|higher or lower|lower or higher|increase or decrease|"
+                   r"increased or decreased|rise or fall|rose or fell|go up or down)\b")
+
+
+def direction_of(text: str, start: str | None = None, end: str | None = None) -> set[str]:
+    """The directions an answer states ("up", "down"): change words that are not negated and not the
+    question's own "up or down" echoed back; "lower back" and "the fall of 2016" are not directions.
+
+    With the question's ``start`` and ``end`` periods, a comparison written backwards ("lower in 2012 than
+    in 2016") reads the right way round (up)."""
+    clean = _ECHO.sub(" ", textparse.strip_refs(text).lower().replace("\u2019", "'"))
+    if start and end:
+        backwards = (rf"\b(higher|lower)\s+in\s+{re.escape(start.lower())}\s+than\s+(?:in\s+)?"
+                     rf"{re.escape(end.lower())}\b")
+        clean = re.sub(backwards, lambda m: " went down " if m.group(1) == "higher" else " went up ", clean)
+    toks = re.findall(r"[a-z]+", clean)
+    found: set[str] = set()
+    for i, w in enumerate(toks):
+        if w not in _UP_WORDS and w not in _DOWN_WORDS:
+            continue
+        prev = toks[i - 1] if i else ""
+        nxt = toks[i + 1] if i + 1 < len(toks) else ""
+        if w in ("up", "down") and i and prev not in _BARE_AFTER:
+            continue
+        if (w == "lower" and nxt == "back") or (w in ("fall", "rise") and (prev == "the" or nxt == "of")):
+            continue
+        if any(t in _NEGATORS for t in toks[max(0, i - 3):i]):
+            continue
+        found.add("up" if w in _UP_WORDS else "down")
+    return found
+
+
+def score_direction(gold: DirectionGold, text: str, start: str | None = None, end: str | None = None) -> AnswerScore:
+    """Correct when the answer states the gold direction and not the other one."""
+    got = direction_of(text, start, end)
+    ok = got == {gold.value}
+    return AnswerScore(correct=ok, score=float(ok), detail=f"directions stated: {sorted(got)}")
+
+
 _YES = {"yes", "yeah", "yep", "correct", "affirmative", "true", "indeed"}
 _NO = {"no", "nope", "not", "none", "never", "false", "negative"}
 _NEG = re.compile(r"\b(no|not|never|none|neither|nor|without|cannot)\b|n't\b")
 
 
+# Answers that say they cannot tell: neither yes nor no, even though they hold a negation word.
+_HEDGE = re.compile(r"\b(can ?not|can't|could not|couldn't|unable to|not able to) (determine|tell|say|confirm|"
+                    r"answer|be determined)\b|\b(not sure|unclear|unknown|don't know|do not know|"
+                    r"insufficient (information|data))\b")
+
+
 def yes_no_of(text: str) -> bool | None:
-    """The yes/no an answer gives: its first word when that is yes/no, else negation in its first sentence."""
-    clean = textparse.strip_refs(text).strip().lower()
+    """The yes/no an answer gives: its first word when that is yes/no, else negation in its first sentence.
+
+    ``None`` when there is none, or when the first sentence says it cannot tell ("I cannot determine
+    whether...", "unclear"): a hedge is not a "no"."""
+    clean = textparse.strip_refs(text).strip().lower().replace("\u2019", "'")
     words = re.findall(r"[a-z']+", clean)
     if not words:
+        return None
+    if _HEDGE.search(re.split(r"(?<=[.!?])\s", clean, maxsplit=1)[0]) and words[0] not in _YES | _NO:
         return None
     if words[0] in _YES:
         return True
@@ -199,7 +266,7 @@ def score_answer(task: Task, text: str) -> AnswerScore:
     g = task.answer
     if not text or not text.strip():
         return AnswerScore(correct=False, score=0.0, detail="empty answer")
-    if isinstance(g, (QuantityGold, IntegerGold)):
+    if isinstance(g, (QuantityGold, IntegerGold, AgeGold)):
         name = str(task.meta.get("name") or "").strip()
         if name:
             # Digits inside the item's own name ("Pain severity - 0-10 verbal numeric rating", "Pneumococcal
@@ -214,6 +281,10 @@ def score_answer(task: Task, text: str) -> AnswerScore:
         return score_integer(g, text)
     if isinstance(g, YesNoGold):
         return score_yes_no(g, text)
+    if isinstance(g, AgeGold):
+        return score_age(g, text)
+    if isinstance(g, DirectionGold):
+        return score_direction(g, text, task.meta.get("start_year"), task.meta.get("end_year"))
     if isinstance(g, ChoiceGold):
         return score_choice(g, text)
     if isinstance(g, SetGold):

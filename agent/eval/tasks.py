@@ -99,8 +99,33 @@ class TextGold(BaseModel):
         return self.value
 
 
+class AgeGold(BaseModel):
+    """An age in completed years at an event (a diagnosis).
+
+    ``tolerance`` is 0 unless the event falls within a day of a birthday: the event's day is written in the
+    offset of the record, so one day either side can flip the completed years (see docs/evaluation.md).
+    """
+
+    kind: Literal["age"] = "age"
+    value: int
+    tolerance: int = 0
+
+    def display(self) -> str:
+        return f"{self.value} years old"
+
+
+class DirectionGold(BaseModel):
+    """Whether a value went ``up`` or ``down`` between two periods."""
+
+    kind: Literal["direction"] = "direction"
+    value: Literal["up", "down"]
+
+    def display(self) -> str:
+        return "went up" if self.value == "up" else "went down"
+
+
 Gold = Annotated[
-    Union[QuantityGold, DateGold, IntegerGold, SetGold, YesNoGold, ChoiceGold, TextGold],
+    Union[QuantityGold, DateGold, IntegerGold, SetGold, YesNoGold, ChoiceGold, TextGold, AgeGold, DirectionGold],
     Field(discriminator="kind"),
 ]
 
