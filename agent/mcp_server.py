@@ -50,6 +50,8 @@ OVERVIEW_TEMPLATE = "ehr://patient/{id}/overview"
 _OVERVIEW_URI = re.compile(r"^ehr://patient/([^/]+)/overview$")
 #: FHIR R4 id grammar; anything else cannot name a patient and is rejected before the store sees it.
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+#: How the toolkit marks a result cut at its character cap.
+_TRUNCATED = "(output truncated"
 
 #: Environment variable that overrides the default audit log path.
 AUDIT_ENV = "EHR_AGENT_MCP_AUDIT_LOG"
@@ -178,7 +180,8 @@ class EHRTools:
 
     def __init__(self, store: Any, *, patients: frozenset[str] | None = None,
                  model_factory: Callable[[], tuple[Any, bool]] | None = None, settings: Any = None, as_of: str | None = None,
-                 audit: AuditLog | None = None, max_raw_chars: int = 12000, find_limit: int | None = None):
+                 audit: AuditLog | None = None, max_chars: int | None = None, max_raw_chars: int = 12000,
+                 find_limit: int | None = None):
         from agent.configuration import AgentSettings
 
         self.store = store
@@ -186,6 +189,9 @@ class EHRTools:
         self.settings = settings or AgentSettings()
         self.as_of = as_of
         self.audit = audit
+        # Rows per page are the agent's (max_rows); the character cap is raised so that a full page of
+        # rows, and the "N more; page with offset=K" line after it, fit (the agent's 2,400 cut it off).
+        self.max_chars = max_chars or max(self.settings.max_tool_chars, 400 * self.settings.max_rows)
         self.max_raw_chars = max_raw_chars
         self.find_limit = find_limit or self.settings.max_rows
         self._model_factory = model_factory
@@ -204,7 +210,7 @@ class EHRTools:
             if s is None:
                 s = self._sessions[key] = PatientSession(
                     self.store, patient_id, key[1], None, max_rows=self.settings.max_rows,
-                    max_chars=self.settings.max_tool_chars, manifest_top=self.settings.manifest_top)
+                    max_chars=self.max_chars, manifest_top=self.settings.manifest_top)
                 while len(self._sessions) > 16:
                     self._sessions.popitem(last=False)
             else:
@@ -330,7 +336,14 @@ class EHRTools:
             elements = args.pop("elements", None) if name == "read_resource" else None
             session = self._session(pid)
             out = session.call(name, args)
-            result = Outcome(out.text, patient=pid, rows=len(out.evidence),
+            text = out.text
+            # Rows the caller actually sees (a cut text shows fewer than the page's evidence holds).
+            shown = [ref for ref in out.evidence if f"[{ref}]" in text]
+            if _TRUNCATED in text and "offset" in self._tools[name].input_schema["properties"]:
+                # The character cap cut the page before its paging line: say where the rest starts.
+                nxt = int(args.get("offset") or 0) + len(shown)
+                text += f"\n{len(shown)} rows shown; the rest from offset={nxt}"
+            result = Outcome(text, patient=pid, rows=len(shown),
                              refused=_first_line(out.text) if out.refused else None,
                              error=_first_line(out.text) if out.error else None)
             if raw and not result.is_error:

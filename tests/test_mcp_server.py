@@ -314,7 +314,7 @@ def test_stdio_refusals_and_bad_input_keep_the_server_up(store_dir, script, tmp_
     assert not out["after"].is_error and "6.5" in text_of(out["after"])
 
     logged = audit_lines(audit)
-    assert len(logged) == 14  # 13 tool calls (the unknown one too) + 1 resource read
+    assert len(logged) == 13  # 12 tool calls (the unknown one too) + 1 resource read
     refused = [e for e in logged if e["refused"]]
     assert {e["tool"] for e in refused} == {"read_resource", "observations", "ask", "resources/read"}
     assert all(e["patient"] == BOB for e in refused if e["tool"] != "read_resource")
@@ -457,3 +457,30 @@ def test_default_audit_path_is_documented_and_overridable(monkeypatch, tmp_path)
     assert default_audit_path() == tmp_path / "x.jsonl"
     doc = (ROOT / "docs" / "mcp.md").read_text(encoding="utf-8")
     assert "~/.local/state/ehr-agent/mcp-audit.jsonl" in doc and AUDIT_ENV in doc
+
+
+def test_a_result_cut_at_the_character_cap_still_says_where_to_continue(store_dir):
+    """With a small character cap the page is cut before its paging line; the server adds where the
+    rest starts, and following it neither repeats nor skips a row. (In-process: no transport needed.)"""
+    from agent.mcp_server import EHRTools
+    from tools.store import open_store
+
+    store = open_store(store_dir)
+    try:
+        tools = EHRTools(store, as_of=AS_OF, max_chars=700)
+        seen: list[str] = []
+        offset = 0
+        for _ in range(30):
+            out = tools.call("observations", {"patient_id": ALICE, "mode": "all", "offset": offset})
+            assert not out.is_error, out.text
+            refs = [x.rsplit("[", 1)[1].rstrip("]") for x in out.text.splitlines() if x.endswith("]")]
+            assert out.rows == len(refs) and refs
+            seen += refs
+            tail = out.text.splitlines()[-1]
+            if "offset=" not in tail:
+                break
+            offset = int(tail.rsplit("offset=", 1)[1])
+            assert offset == len(seen)
+        assert len(seen) == len(set(seen)) == 20  # Alice has 20 observations as of 2024-06-01
+    finally:
+        store.close()
