@@ -175,11 +175,13 @@ class EHRTools:
 
     ``store`` is a :class:`tools.store.base.FHIRStore`; ``patients`` (None: all) is the set of patient
     ids this server may serve; ``model_factory`` makes the chat model ``ask`` uses (None: ``ask`` is
-    not offered); ``as_of`` is "now" for the tools and the default for ``ask``.
+    not offered); ``as_of`` is "now" for the tools and the default for ``ask``; ``index`` is an optional
+    :class:`tools.retrieval.HybridIndex` for ``search_record`` (without it: keyword search).
     """
 
     def __init__(self, store: Any, *, patients: frozenset[str] | None = None,
-                 model_factory: Callable[[], tuple[Any, bool]] | None = None, settings: Any = None, as_of: str | None = None,
+                 model_factory: Callable[[], tuple[Any, bool]] | None = None, settings: Any = None,
+                 as_of: str | None = None, index: Any = None,
                  audit: AuditLog | None = None, max_chars: int | None = None, max_raw_chars: int = 12000,
                  find_limit: int | None = None):
         from agent.configuration import AgentSettings
@@ -188,6 +190,7 @@ class EHRTools:
         self.patients = patients
         self.settings = settings or AgentSettings()
         self.as_of = as_of
+        self.index = index
         self.audit = audit
         # Rows per page are the agent's (max_rows); the character cap is raised so that a full page of
         # rows, and the "N more; page with offset=K" line after it, fit (the agent's 2,400 cut it off).
@@ -209,7 +212,7 @@ class EHRTools:
             s = self._sessions.get(key)
             if s is None:
                 s = self._sessions[key] = PatientSession(
-                    self.store, patient_id, key[1], None, max_rows=self.settings.max_rows,
+                    self.store, patient_id, key[1], self.index, max_rows=self.settings.max_rows,
                     max_chars=self.max_chars, manifest_top=self.settings.manifest_top)
                 while len(self._sessions) > 16:
                     self._sessions.popitem(last=False)
@@ -411,7 +414,7 @@ class EHRTools:
         model, owned = self._model_factory()  # type: ignore[misc]
         try:
             result = answer(self.store, pid, args["question"], model=model, settings=self.settings,
-                            as_of=args.get("as_of") or self.as_of)
+                            as_of=args.get("as_of") or self.as_of, index=self.index)
         finally:
             if owned:
                 model.close()
@@ -583,10 +586,42 @@ async def serve_http(server: Any, host: str, port: int, *, on_ready: Callable[[s
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{bound}/mcp"
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    userver = uvicorn.Server(config)
+    userver = _stoppable_server_class()(config)
     if on_ready is not None:
         on_ready(url)
     await userver.serve(sockets=[sock])
+
+
+def _stoppable_server_class() -> type:
+    """uvicorn.Server with plain stop-on-signal (built on demand: uvicorn is imported only for HTTP)."""
+    import signal
+    from contextlib import contextmanager
+
+    import uvicorn
+
+    class StoppableServer(uvicorn.Server):
+        """uvicorn's server, minus one habit: after its graceful shutdown uvicorn raises SIGTERM/SIGINT again,
+        which kills the process before ``run`` closes the audit log and the store. This one just stops."""
+
+        @contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+
+            def stop(sig: int, frame: Any) -> None:
+                if self.should_exit and sig == signal.SIGINT:
+                    self.force_exit = True  # a second Ctrl-C: do not wait for open connections
+                self.should_exit = True
+
+            previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return StoppableServer
 
 
 # --------------------------------------------------------------------------------------------------
@@ -609,6 +644,7 @@ def register(subparsers: Any) -> None:
                    help="model spec for ask (default $EHR_AGENT_MODEL or the embedded model; loaded on first ask)")
     p.add_argument("--no-ask", action="store_true", help="do not offer ask (no model is ever loaded)")
     p.add_argument("--as-of", default=None, help="date that counts as now, YYYY-MM-DD (default: today)")
+    p.add_argument("--index", default=None, help="hybrid index directory for search_record (optional)")
     p.add_argument("--audit-log", default=None,
                    help=f"JSONL audit log (default ${AUDIT_ENV}, else $XDG_STATE_HOME/ehr-agent/mcp-audit.jsonl, "
                         "~/.local/state/ehr-agent/mcp-audit.jsonl when XDG_STATE_HOME is unset)")
@@ -654,7 +690,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot open the audit log {audit_path}: {e}", file=sys.stderr)
         store.close()
         return 2
-    tools = EHRTools(store, patients=patients, model_factory=provider, as_of=args.as_of, audit=audit)
+    index = None
+    if args.index:
+        try:
+            from tools.retrieval import HybridIndex
+
+            index = HybridIndex(store, args.index)
+        except Exception as e:  # noqa: BLE001 - the tools still work without semantic search
+            print(f"warning: hybrid index unavailable ({e}); search_record uses keyword search", file=sys.stderr)
+    tools = EHRTools(store, patients=patients, model_factory=provider, as_of=args.as_of, index=index, audit=audit)
     server = build_mcp_server(tools)
     scope = f"{len(patients)} patient(s)" if patients else "all patients"
     try:
@@ -667,6 +711,7 @@ def run(args: argparse.Namespace) -> int:
                       flush=True)
 
             anyio.run(lambda: serve_http(server, args.host, args.port, on_ready=ready))
+            print("ehr-agent MCP server stopped", file=sys.stderr)
     except OSError as e:
         print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
