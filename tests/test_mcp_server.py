@@ -403,6 +403,35 @@ def test_http_paging_is_announced_and_followed(http_server):
     assert len(refs_1) == 12 and refs_2 and not refs_1 & refs_2
 
 
+def test_http_unknown_patient_and_tool_are_named_and_the_server_keeps_serving(http_server):
+    before = len(audit_lines(http_server.audit))
+
+    async def main():
+        async with http_session(http_server.url) as s:
+            tool = await s.call_tool("records", {"patient_id": "nobody-here", "kind": "conditions"})
+            ask = await s.call_tool("ask", {"patient_id": "nobody-here", "question": "Any allergies?"})
+            with pytest.raises(MCPError) as res:
+                await s.read_resource("ehr://patient/nobody-here/overview")
+            with pytest.raises(MCPError) as unknown:
+                await s.call_tool("update_patient", {})
+            with pytest.raises(MCPError) as uri:
+                await s.read_resource("ehr://patient/x/everything")
+            after = await s.call_tool("find_patients", {"identifier": "MRN-alice"})
+            return tool, ask, res.value, unknown.value, uri.value, after
+
+    tool, ask, res, unknown, uri, after = anyio.run(main)
+    for r in (tool, ask):
+        assert r.is_error and "unknown patient 'nobody-here'" in text_of(r) and "find_patients" in text_of(r)
+    assert "unknown patient 'nobody-here'" in str(res)
+    assert "unknown tool 'update_patient'" in str(unknown) and "find_patients" in str(unknown)
+    assert "unknown resource" in str(uri) and "{id}/overview" in str(uri)
+    assert not after.is_error and ALICE in text_of(after) and "1 found" in text_of(after)
+    new = audit_lines(http_server.audit)[before:]
+    assert [e["tool"] for e in new] == ["records", "ask", "resources/read", "update_patient", "resources/read",
+                                        "find_patients"]
+    assert [e["error"] for e in new[:4]] == ["unknown patient", "unknown patient", "unknown patient", "unknown tool"]
+
+
 def test_http_store_down_is_an_error_and_the_server_keeps_serving(tmp_path, script):
     """--store pointing at a FHIR server that is not there: each call says the store failed."""
     import socket
@@ -415,19 +444,18 @@ def test_http_store_down_is_an_error_and_the_server_keeps_serving(tmp_path, scri
     try:
         async def main():
             async with http_session(srv.url) as s:
+                # One call only: the REST client retries with backoff (about 10 s) before it gives up.
                 a = await s.call_tool("record_overview", {"patient_id": ALICE})
-                b = await s.call_tool("find_patients", {"name": "Moreau"})
                 tools = (await s.list_tools()).tools
-                return a, b, tools
+                return a, tools
 
-        a, b, tools = anyio.run(main)
+        a, tools = anyio.run(main)
     finally:
         srv.stop()
     assert srv.proc.returncode == 0
-    for r in (a, b):
-        assert r.is_error and "store failed" in text_of(r), text_of(r)
-    assert tools
-    assert [e["error"] for e in audit_lines(audit)] == ["store failed", "store failed"]
+    assert a.is_error and "the record store failed" in text_of(a) and "127.0.0.1" in text_of(a), text_of(a)
+    assert {t.name for t in tools} >= {"find_patients", "record_overview", "ask"}
+    assert [e["error"] for e in audit_lines(audit)] == ["store failed"]
 
 
 # --------------------------------------------------------------------------------------------------
