@@ -261,8 +261,8 @@ class EHRTools:
     def call(self, name: str, arguments: dict[str, Any] | None) -> Outcome:
         """Run one tool and audit it. Raises :class:`UnknownTool` for a name the server lacks (audited too)."""
         t0 = time.perf_counter()
-        args = arguments or {}
-        pid = args.get("patient_id") if isinstance(args.get("patient_id"), str) else None
+        args: Any = arguments or {}
+        pid = args.get("patient_id") if isinstance(args, dict) and isinstance(args.get("patient_id"), str) else None
         tool = self._tools.get(name)
         if tool is None:
             self._audit(name, args, Outcome("", patient=pid, error="unknown tool"), t0)
@@ -289,14 +289,11 @@ class EHRTools:
             out = Outcome(f"error: unknown resource '{uri}'; the server has {OVERVIEW_TEMPLATE}", error="bad uri")
         else:
             pid = m.group(1)
-            out = self._scope(pid)
-            if out is None:
-                try:
-                    text = self._session(pid).manifest()
-                    out = Outcome(text, patient=pid, rows=1)
-                except Exception as e:  # noqa: BLE001 - reported to the caller, server keeps serving
-                    msg = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-                    out = Outcome(f"error: the record store failed: {msg}", patient=pid, error="store failed")
+            try:
+                out = self._scope(pid) or Outcome(self._session(pid).manifest(), patient=pid, rows=1)
+            except Exception as e:  # noqa: BLE001 - reported to the caller, server keeps serving
+                msg = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+                out = Outcome(f"error: the record store failed: {msg}", patient=pid, error="store failed")
         self._audit("resources/read", {"uri": uri}, out, t0)
         return out
 
