@@ -231,8 +231,11 @@ def test_stdio_tools_schemas_and_every_tool_on_the_fixtures(store_dir, script, t
         if name != "find_patients":
             assert "patient_id" in schema["required"] and schema["properties"]["patient_id"]["type"] == "string"
         assert tool.description, name
-        assert not res.is_error, (name, text_of(res))
         assert text_of(res).strip(), name
+        if name in EXAMPLE_ARGS:
+            assert not res.is_error, (name, text_of(res))
+        else:  # a tool added to the toolkit after this file: guessed arguments may be refused, never crash
+            assert " failed (" not in text_of(res), (name, text_of(res))
 
     assert ALICE in text_of(results["find_patients"][1]) and BOB not in text_of(results["find_patients"][1])
     obs = text_of(results["observations"][1])
