@@ -23,11 +23,10 @@ import pytest
 from conftest import ALICE, BOB, FIXTURES, ROOT
 from jsonschema import Draft202012Validator
 
-mcp = pytest.importorskip("mcp", reason="the mcp SDK is a declared dependency; install the project")
-from mcp import ClientSession, StdioServerParameters  # noqa: E402
-from mcp.client.stdio import stdio_client  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-from mcp.shared.exceptions import MCPError  # noqa: E402
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 # Alice's HbA1c series in the fixtures (fhir_fixtures/make_fixtures.py): the last and the 2015 value.
 A1C_2023 = "Observation/d893c882-91af-5d97-9d17-396be4423115"
