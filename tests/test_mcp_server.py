@@ -514,3 +514,28 @@ def test_a_result_cut_at_the_character_cap_still_says_where_to_continue(store_di
         assert len(seen) == len(set(seen)) == 20  # Alice has 20 observations as of 2024-06-01
     finally:
         store.close()
+
+
+def test_find_patients_pages_and_no_ask_without_a_model(store_dir):
+    """find_patients is bounded and says how to page; a server without a model offers no ask. (In-process.)"""
+    from agent.mcp_server import EHRTools
+    from tools.store import open_store
+
+    store = open_store(store_dir)
+    try:
+        tools = EHRTools(store, as_of=AS_OF, find_limit=2)
+        assert "ask" not in [t.name for t in tools.tool_list()]
+        first = tools.call("find_patients", {})
+        lines = first.text.splitlines()
+        assert lines[0] == "patients (all): 3 found" and first.rows == 2
+        assert lines[-1] == "1 more; page with offset=2"
+        second = tools.call("find_patients", {"offset": 2})
+        assert second.rows == 1 and "more; page" not in second.text
+        ids = [x.rsplit("[Patient/", 1)[1].rstrip("]") for x in lines[1:-1] + second.text.splitlines()[1:]]
+        assert sorted(ids) == sorted([ALICE, BOB, "9b55a1d9-f86b-56ea-b123-c9a291ce26b2"])
+        born = tools.call("find_patients", {"birthdate": "lt1950"})
+        assert born.rows == 1 and BOB in born.text
+        bad = tools.call("find_patients", {"birthdate": "someday"})
+        assert bad.is_error and "birthdate" in bad.text
+    finally:
+        store.close()
