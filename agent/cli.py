@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "agent.ask_cli",
     "agent.cohort_cli",
     "agent.eval.cli",
+    "agent.mcp_server",
 )
 
 
