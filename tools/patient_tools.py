@@ -580,6 +580,9 @@ class PatientSession:
 
     def search_record(self, a: RecordSearchArgs) -> ToolOutput:
         """Hybrid (semantic + keyword) search over the record and its notes."""
+        from tools.vocabulary import expand_note_query
+
+        a = a.model_copy(update={"query": expand_note_query(a.query)})
         if self.index is not None:
             mode = "hybrid" if getattr(self.index, "use_dense", True) else "lexical"
             try:

@@ -491,3 +491,33 @@ def resolve(query: str, concepts: Iterable[Concept], *, single: bool = False) ->
         return [matches[0]]
     floor = 2.0 if top >= 2.0 else max(0.5, top - 0.25)
     return [m for m in matches if m.score >= floor]
+
+
+# Topics that clinical notes write about in other words than people ask with ("how far did he get in
+# school" -> the note says "has completed some college courses"): added to a free-text search's words.
+NOTE_TOPICS: dict[str, str] = {
+    "school": "education college school degree graduated diploma courses",
+    "education": "education college school degree graduated diploma courses",
+    "college": "education college school degree graduated diploma courses",
+    "job": "employment employed unemployed occupation work job",
+    "work": "employment employed unemployed occupation work job",
+    "employment": "employment employed unemployed occupation work job",
+    "income": "socioeconomic income",
+    "socioeconomic": "socioeconomic income",
+    "money": "socioeconomic income",
+    "smoke": "smoker smokes tobacco smoking",
+    "smoking": "smoker smokes tobacco smoking",
+    "alcohol": "alcohol alcoholic drinks drinking",
+    "drink": "alcohol alcoholic drinks drinking",
+    "insurance": "insurance medicaid medicare unitedhealthcare aetna cigna humana",
+    "complaint": "complaint complains presents symptoms",
+    "symptoms": "complaint complains presents symptoms",
+    "sexual": "sexual heterosexual homosexual bisexual orientation",
+}
+
+
+def expand_note_query(query: str) -> str:
+    """``query`` plus the words notes use for the topics it names (see :data:`NOTE_TOPICS`)."""
+    extra = [NOTE_TOPICS[w] for w in dict.fromkeys(stem(x) for x in words(query)) if w in NOTE_TOPICS]
+    return query if not extra else query + " " + " ".join(extra)
+
