@@ -206,8 +206,12 @@ class ClaimChecker:
         return None
 
     def _codes(self, r: dict) -> set[str]:
+        """The codes a row carries, its panel components' included (a blood-pressure panel backs "systolic")."""
         fld = _concept_field(self.s.with_medication(r))
-        return {str(cd.get("code")) for cd in (fld or {}).get("coding") or [] if cd.get("code")} if isinstance(fld, dict) else set()
+        out = {str(cd.get("code")) for cd in (fld or {}).get("coding") or [] if cd.get("code")} if isinstance(fld, dict) else set()
+        for comp in r.get("component") or []:
+            out |= {str(cd.get("code")) for cd in (comp.get("code") or {}).get("coding") or [] if cd.get("code")}
+        return out
 
     # ---- latest / first --------------------------------------------------------------------------
     def _latest_first(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:

@@ -351,6 +351,11 @@ class Lookup:
         return (self.s.row(r).date or "")[:10]
 
     def _name(self, r: dict) -> str:
+        if self.component:
+            # A panel's reading is named as the reading ("Systolic Blood Pressure"), not as the panel.
+            for comp in r.get("component") or []:
+                if {str(cd.get("code")) for cd in _codings(comp.get("code"))} & self.component:
+                    return concept_display(comp.get("code")) or "reading"
         return concept_display(_concept_field(self.s.with_medication(r))) or r.get("resourceType", "record")
 
     def _cite(self, rs: Sequence[dict]) -> str:
