@@ -66,7 +66,8 @@ def test_stored_unverified_right_answer_can_become_verified(fixture_store):
 
 
 def test_marks_of_an_earlier_check_are_not_part_of_the_answer(fixture_store):
-    assert strip_marks(f"{RIGHT} [unsupported: the record has 3, not 2]\nNo more. [unsupported]") == f"{RIGHT}\nNo more."
+    marked = f"{RIGHT} [unsupported: the record has 3, not 2]\nNo more. [unsupported]"
+    assert strip_marks(marked) == f"{RIGHT}\nNo more."
     t = _task()
     new = rescore([t], [_record(t, f"{RIGHT} [unsupported: the record has 3, not 2]", verified=False)],
                   store=fixture_store)
@@ -171,8 +172,8 @@ def _crafted() -> list[ResultRecord]:
         t = Task(id=f"t{i}", patient=ALICE, category="c", question=f"What was the value {i}?", as_of=AS_OF,
                  answer=QuantityGold(value=10 + i, unit="mg"))
         v = 10 + i if right else 99
-        res = AnswerResult(answer=f"It was {v} mg | odd <b>text</b> [Observation/x{i}].", citations=[f"Observation/x{i}"],
-                           verified=verified)
+        res = AnswerResult(answer=f"It was {v} mg | odd <b>text</b> [Observation/x{i}].",
+                           citations=[f"Observation/x{i}"], verified=verified)
         out.append(record_for(t, res, solver="agent", model="m", seconds=1.0, model_spec="m"))
     return out
 

@@ -318,7 +318,8 @@ def cmd_rescore(args) -> int:
         ids = {r.task_id for r in recs}
         for when, rs in (("before", [r for r in before.get(label, []) if r.task_id in ids]), ("after", recs)):
             t = verified_table(label, rs)
-            prec = "-" if t.precision is None else f"{t.precision:.1%} ({t.precision_ci[0]:.0%}-{t.precision_ci[1]:.0%})"
+            lo, hi = t.precision_ci
+            prec = "-" if t.precision is None else f"{t.precision:.1%} ({lo:.0%}-{hi:.0%})"
             cov = "-" if t.coverage is None else f"{t.coverage:.1%}"
             print(f"  {label} {when:6s}: verified right {t.verified_right}, verified wrong {t.verified_wrong}, "
                   f"unverified right {t.unverified_right}, unverified wrong {t.unverified_wrong}; "

@@ -137,7 +137,8 @@ def _paired_table(pairs: list[PairedStats]) -> tuple[list[str], list[list[str]]]
     return head, rows
 
 
-def _verified_table(tables: list[VerifiedTable], groups: dict[str, list[ResultRecord]]) -> tuple[list[str], list[list[str]]]:
+def _verified_table(tables: list[VerifiedTable],
+                    groups: dict[str, list[ResultRecord]]) -> tuple[list[str], list[list[str]]]:
     head = ["solver / model", "tasks", "verified, right", "verified, wrong", "unverified, right", "unverified, wrong",
             "precision of verified", "95% CI", "right answers verified", "verdicts rechecked"]
     rows = []
@@ -150,6 +151,7 @@ def _verified_table(tables: list[VerifiedTable], groups: dict[str, list[ResultRe
     return head, rows
 
 
+_WRONG_VERIFIED_NOTE = "Answers that passed every check and are wrong: the next hole in the checks."
 _VERIFIED_NOTE = ("\"Verified\": code checked every cited claim (citation check and claim checks). Precision of "
                   "verified: right answers among the verified ones (Wilson 95% interval). Right answers verified: "
                   "the share of right answers that carry the mark. \"Verdicts rechecked\": recomputed by `eval rescore "
@@ -183,7 +185,8 @@ def _wrong_verified_html(groups: dict[str, list[ResultRecord]]) -> list[str]:
         out.append(f"<h3>{e(label)}: {len(bad)} wrong but verified</h3><ul>")
         for r in bad:
             cites = ", ".join(r.citations) or "none"
-            out.append(f"<li><code>{e(r.task_id)}</code> ({e(r.category)}). <b>Question:</b> {e(_one_line(r.question))} "
+            out.append(f"<li><code>{e(r.task_id)}</code> ({e(r.category)}). "
+                       f"<b>Question:</b> {e(_one_line(r.question))} "
                        f"<b>Gold:</b> {e(_one_line(r.gold))} <b>Answer:</b> {e(_one_line(r.answer))} "
                        f"<b>Cites:</b> {e(cites)}</li>")
         out.append("</ul>")
@@ -214,7 +217,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
     if prows:
         md += ["## Paired comparison on common tasks", "", md_table(phead, prows), ""]
     md += ["## Verified vs right", "", _VERIFIED_NOTE, "", md_table(vhead, vrows), "",
-           "## Wrong but verified", "", "Answers that passed every check and are wrong: the next hole in the checks.", ""]
+           "## Wrong but verified", "", _WRONG_VERIFIED_NOTE, ""]
     md += _wrong_verified_md(groups)
     md += ["## Why answers were wrong", "", "\"Read\": every gold resource was among what the solver saw "
            "(tool results, or the packed prompt).", "", md_table(fhead, frows), "",
@@ -233,7 +236,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
     if prows:
         body += ["<h2>Paired comparison on common tasks</h2>", html_table(phead, prows)]
     body += ["<h2>Verified vs right</h2>", f"<p>{html.escape(_VERIFIED_NOTE)}</p>", html_table(vhead, vrows),
-             "<h2>Wrong but verified</h2><p>Answers that passed every check and are wrong: the next hole in the checks.</p>"]
+             f"<h2>Wrong but verified</h2><p>{html.escape(_WRONG_VERIFIED_NOTE)}</p>"]
     body += _wrong_verified_html(groups)
     body += ["<h2>Why answers were wrong</h2>", html_table(fhead, frows),
              "<h2>Accuracy by category (table)</h2>", html_table(chead, crows)]
