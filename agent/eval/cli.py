@@ -6,7 +6,7 @@
     ehr-agent eval adapt {fhir-agentbench,medagentbench} FILE --out tasks.jsonl
     ehr-agent eval run tasks.jsonl --store DIR --model SPEC --out results.jsonl
                       [--solver agent|full-context|gold] [--concurrency N] [--limit N] [--timeout S]
-    ehr-agent eval rescore tasks.jsonl results.jsonl --out rescored.jsonl
+    ehr-agent eval rescore tasks.jsonl results.jsonl --out rescored.jsonl [--store DIR|URL]
     ehr-agent eval report results.jsonl [more.jsonl ...] --out DIR
 """
 
@@ -103,10 +103,14 @@ def register(subparsers) -> None:
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
-    rs = sub.add_parser("rescore", help="score a results file again with the current scorers (no model run)")
+    rs = sub.add_parser("rescore", help="score a results file again with the current scorers and, given --store, "
+                                        "the current citation and claim checks (no model run)")
     rs.add_argument("tasks", help="task file the results were run on")
     rs.add_argument("results")
     rs.add_argument("--out", required=True, help="new results file")
+    rs.add_argument("--store", default=None,
+                    help="store directory or FHIR server base URL the results were run on: recompute 'verified' "
+                         "and 'unsupported' against it (without it the stored verdict is kept)")
     rs.set_defaults(func=cmd_rescore)
 
     rep = sub.add_parser("report", help="Markdown + HTML report with plots from results files")
@@ -267,9 +271,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_rescore(args) -> int:
+    from contextlib import nullcontext
     from pathlib import Path
 
     from .runner import read_results, rescore
+    from .stats import load_groups, verified_table
     from .tasks import TaskFileError, read_tasks
 
     try:
@@ -278,13 +284,44 @@ def cmd_rescore(args) -> int:
         return _fail(str(e))
     if not Path(args.results).is_file():
         return _fail(f"results file not found: {args.results}")
+    if Path(args.out).resolve() == Path(args.results).resolve():
+        return _fail("--out must not be the results file being rescored")
+    if args.store is not None:
+        from tools.store import open_store
+        from tools.store.base import StoreError
+
+        try:
+            opened = open_store(args.store)
+        except (StoreError, OSError, ValueError) as e:
+            return _fail(f"--store {args.store}: {e}")
+    else:
+        opened = nullcontext(None)
     old = read_results(args.results)
-    new = rescore(tasks, old)
+    with opened as store:
+        new = rescore(tasks, old, store=store)
     with open(args.out, "w", encoding="utf-8") as f:
         for r in new:
             f.write(r.model_dump_json() + "\n")
-    changed = sum(a.correct != b.correct for a, b in zip([o for o in old if o.task_id in {n.task_id for n in new}], new))
+    kept_ids = {n.task_id for n in new}
+    changed = sum(a.correct != b.correct for a, b in zip([o for o in old if o.task_id in kept_ids], new))
     acc = sum(r.correct for r in new) / len(new) if new else 0.0
     print(f"rescored {len(new)} record(s) ({len(old) - len(new)} without a task dropped): accuracy {acc:.1%}, "
           f"{changed} verdict(s) changed")
+    if args.store is None:
+        print("verified: stored verdicts kept (give --store to recompute them with the current checks)")
+    else:
+        rechecked = sum(r.verified_note == "rechecked" for r in new)
+        print(f"verified: rechecked {rechecked} record(s), stored verdict kept for {len(new) - rechecked}")
+    before = load_groups([args.results])
+    after = load_groups([args.out])
+    for label, recs in after.items():
+        ids = {r.task_id for r in recs}
+        for when, rs in (("before", [r for r in before.get(label, []) if r.task_id in ids]), ("after", recs)):
+            t = verified_table(label, rs)
+            lo, hi = t.precision_ci
+            prec = "-" if t.precision is None else f"{t.precision:.1%} ({lo:.0%}-{hi:.0%})"
+            cov = "-" if t.coverage is None else f"{t.coverage:.1%}"
+            print(f"  {label} {when:6s}: verified right {t.verified_right}, verified wrong {t.verified_wrong}, "
+                  f"unverified right {t.unverified_right}, unverified wrong {t.unverified_wrong}; "
+                  f"precision of verified {prec}, right answers verified {cov}")
     return 0

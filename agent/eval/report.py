@@ -12,7 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from .runner import ResultRecord
-from .stats import FailureStats, GroupStats, PairedStats, failure_stats, group_stats, load_groups, paired_stats
+from .stats import (FailureStats, GroupStats, PairedStats, VerifiedTable, failure_stats, group_stats, load_groups,
+                    paired_stats, verified_table, wrong_but_verified)
 
 
 def _plots(groups: dict[str, list[ResultRecord]], stats: list[GroupStats], out: Path) -> list[tuple[str, str]]:
@@ -136,6 +137,62 @@ def _paired_table(pairs: list[PairedStats]) -> tuple[list[str], list[list[str]]]
     return head, rows
 
 
+def _verified_table(tables: list[VerifiedTable],
+                    groups: dict[str, list[ResultRecord]]) -> tuple[list[str], list[list[str]]]:
+    head = ["solver / model", "tasks", "verified, right", "verified, wrong", "unverified, right", "unverified, wrong",
+            "precision of verified", "95% CI", "right answers verified", "verdicts rechecked"]
+    rows = []
+    for t in tables:
+        recs = groups[t.label]
+        rechecked = sum(r.verified_note == "rechecked" for r in recs)
+        rows.append([t.label, str(t.n), str(t.verified_right), str(t.verified_wrong), str(t.unverified_right),
+                     str(t.unverified_wrong), _fmt(t.precision), f"{t.precision_ci[0]:.0%}-{t.precision_ci[1]:.0%}"
+                     if t.precision is not None else "-", _fmt(t.coverage), f"{rechecked} of {len(recs)}"])
+    return head, rows
+
+
+_WRONG_VERIFIED_NOTE = "Answers that passed every check and are wrong: the next hole in the checks."
+_VERIFIED_NOTE = ("\"Verified\": code checked every cited claim (citation check and claim checks). Precision of "
+                  "verified: right answers among the verified ones (Wilson 95% interval). Right answers verified: "
+                  "the share of right answers that carry the mark. \"Verdicts rechecked\": recomputed by `eval rescore "
+                  "--store` with the current checks; the others are the verdicts given at run time.")
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """A field on one line (answers span lines), cut at ``limit`` characters."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _wrong_verified_md(groups: dict[str, list[ResultRecord]]) -> list[str]:
+    out: list[str] = []
+    for label, recs in groups.items():
+        bad = wrong_but_verified(recs)
+        out += [f"### {label}: {len(bad)} wrong but verified", ""]
+        for r in bad:
+            cites = ", ".join(r.citations) or "none"
+            out.append(f"- `{r.task_id}` ({r.category}). **Question:** {_one_line(r.question)} **Gold:** "
+                       f"{_one_line(r.gold)} **Answer:** {_one_line(r.answer)} **Cites:** {cites}")
+        out.append("")
+    return out
+
+
+def _wrong_verified_html(groups: dict[str, list[ResultRecord]]) -> list[str]:
+    e = html.escape
+    out: list[str] = []
+    for label, recs in groups.items():
+        bad = wrong_but_verified(recs)
+        out.append(f"<h3>{e(label)}: {len(bad)} wrong but verified</h3><ul>")
+        for r in bad:
+            cites = ", ".join(r.citations) or "none"
+            out.append(f"<li><code>{e(r.task_id)}</code> ({e(r.category)}). "
+                       f"<b>Question:</b> {e(_one_line(r.question))} "
+                       f"<b>Gold:</b> {e(_one_line(r.gold))} <b>Answer:</b> {e(_one_line(r.answer))} "
+                       f"<b>Cites:</b> {e(cites)}</li>")
+        out.append("</ul>")
+    return out
+
+
 def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and PNG plots into ``out_dir``; returns the files written."""
     groups = load_groups(paths)
@@ -148,6 +205,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
     head, rows, chead, crows = _tables(stats)
     phead, prows = _paired_table(paired_stats(groups))
     fhead, frows = _failure_table([failure_stats(k, v) for k, v in groups.items()])
+    vhead, vrows = _verified_table([verified_table(k, v) for k, v in groups.items()], groups)
 
     def md_table(h: list[str], rs: list[list[str]]) -> str:
         lines = ["| " + " | ".join(h) + " |", "|" + "---|" * len(h)]
@@ -158,6 +216,9 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
           md_table(head, rows), ""]
     if prows:
         md += ["## Paired comparison on common tasks", "", md_table(phead, prows), ""]
+    md += ["## Verified vs right", "", _VERIFIED_NOTE, "", md_table(vhead, vrows), "",
+           "## Wrong but verified", "", _WRONG_VERIFIED_NOTE, ""]
+    md += _wrong_verified_md(groups)
     md += ["## Why answers were wrong", "", "\"Read\": every gold resource was among what the solver saw "
            "(tool results, or the packed prompt).", "", md_table(fhead, frows), "",
            "## Accuracy by category (table)", "", md_table(chead, crows), ""]
@@ -174,6 +235,9 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
             "<h2>Overall</h2>", html_table(head, rows)]
     if prows:
         body += ["<h2>Paired comparison on common tasks</h2>", html_table(phead, prows)]
+    body += ["<h2>Verified vs right</h2>", f"<p>{html.escape(_VERIFIED_NOTE)}</p>", html_table(vhead, vrows),
+             f"<h2>Wrong but verified</h2><p>{html.escape(_WRONG_VERIFIED_NOTE)}</p>"]
+    body += _wrong_verified_html(groups)
     body += ["<h2>Why answers were wrong</h2>", html_table(fhead, frows),
              "<h2>Accuracy by category (table)</h2>", html_table(chead, crows)]
     body += [f"<h2>{html.escape(t)}</h2><img src='{html.escape(f)}' alt='{html.escape(t)}'>" for t, f in plots]

@@ -47,6 +47,11 @@ class ResultRecord(BaseModel):
     evidence_refs: list[str] = Field(default_factory=list)
     verified: bool = False
     unsupported: list[str] = Field(default_factory=list)
+    #: Why each sentence of ``unsupported`` failed (same order); empty in files written before it existed.
+    unsupported_reasons: list[str] = Field(default_factory=list)
+    #: Where ``verified`` comes from when it was not the solver's own check: "rechecked" by ``eval rescore
+    #: --store``, or "stored verdict kept: <why>". Empty for a verdict given at run time.
+    verified_note: str = ""
     steps: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -103,16 +108,20 @@ def record_for(task: Task, result: AnswerResult, *, solver: str, model: str, sec
         model_spec=model_spec,
         question=task.question, gold=task.answer.display(), answer=result.answer, correct=scores.answer.correct,
         score=scores.answer.score, scores=scores, citations=result.citations, evidence_refs=result.evidence_refs,
-        verified=result.verified, unsupported=result.unsupported, steps=result.steps, prompt_tokens=result.prompt_tokens,
+        verified=result.verified, unsupported=result.unsupported, unsupported_reasons=result.unsupported_reasons,
+        steps=result.steps, prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens, seconds=result.seconds or seconds, error=result.error,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 
 
-def rescore(tasks: list[Task], records: list[ResultRecord]) -> list[ResultRecord]:
+def rescore(tasks: list[Task], records: list[ResultRecord], store: Any = None) -> list[ResultRecord]:
     """Records scored again with the current scorers (after a scorer fix), without running any model.
 
-    Records whose task is not in ``tasks`` are dropped; a judge verdict already present is kept.
+    With a ``store``, ``verified`` and ``unsupported`` are recomputed too: the current citation and claim
+    checks run on each stored answer (:func:`agent.eval.verify.recheck`). Without one, the stored verdict
+    is kept and ``verified_note`` says so. Records whose task is not in ``tasks`` are dropped; a judge
+    verdict already present is kept.
     """
     by_id = {t.id: t for t in tasks}
     out = []
@@ -120,14 +129,40 @@ def rescore(tasks: list[Task], records: list[ResultRecord]) -> list[ResultRecord
         t = by_id.get(r.task_id)
         if t is None:
             continue
-        res = AnswerResult(answer=r.answer, citations=r.citations, evidence_refs=r.evidence_refs, verified=r.verified,
-                           unsupported=r.unsupported, steps=r.steps, prompt_tokens=r.prompt_tokens,
-                           completion_tokens=r.completion_tokens, seconds=r.seconds, error=r.error)
+        verdict = _verdict(t, r, store)
+        res = AnswerResult(answer=r.answer, citations=r.citations, evidence_refs=r.evidence_refs,
+                           verified=verdict.verified, unsupported=verdict.unsupported,
+                           unsupported_reasons=verdict.unsupported_reasons, steps=r.steps,
+                           prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, seconds=r.seconds,
+                           error=r.error)
         new = record_for(t, res, solver=r.solver, model=r.model, seconds=r.seconds, model_spec=r.model_spec)
         new.scores.judge = r.scores.judge
         new.finished_at = r.finished_at
+        new.verified_note = verdict.note
         out.append(new)
     return out
+
+
+def _verdict(task: Task, r: ResultRecord, store: Any):
+    """The record's verdict recomputed against ``store``, or kept (no store, or the check cannot run)."""
+    from .verify import Recheck, answer_as_of, kept, recheck
+
+    stored = (r.verified, r.unsupported, r.unsupported_reasons)
+    if store is None:
+        # A file rescored earlier keeps saying how its verdict was reached.
+        return Recheck(verified=r.verified, unsupported=r.unsupported, unsupported_reasons=r.unsupported_reasons,
+                       note=r.verified_note or "stored verdict kept: no --store given")
+    try:
+        task = resolve_patient(task, store)
+    except LookupError as e:
+        return kept(*stored, why=str(e))
+    try:
+        return recheck(store, patient=task.patient, question=task.question, answer=r.answer, solver=r.solver,
+                       evidence_refs=r.evidence_refs, as_of=answer_as_of(task.as_of, r.finished_at),
+                       stored_verified=r.verified, stored_unsupported=r.unsupported,
+                       stored_reasons=r.unsupported_reasons, error=r.error)
+    except Exception as e:  # one unreadable record must not stop the rescore of the others
+        return kept(*stored, why=f"check failed: {type(e).__name__}: {e}")
 
 
 def resolve_patient(task: Task, store: Any) -> Task:

@@ -207,3 +207,38 @@ def load_groups(paths: list[str | Path]) -> dict[str, list[ResultRecord]]:
             model = record_model(r) if r.model else ""
             groups[f"{r.solver} / {model}" if model else r.solver][r.task_id] = r
     return {k: list(v.values()) for k, v in sorted(groups.items()) if v}
+
+
+class VerifiedTable(BaseModel):
+    """The 2x2 table verified/unverified x right/wrong of one group, and what it says about ``verified``.
+
+    ``precision``: right answers among the verified ones (what a reader filtering on ``verified`` gets),
+    with its Wilson 95% interval; ``coverage``: the share of right answers that are verified (how much a
+    strict filter throws away). ``None`` where the denominator is empty.
+    """
+
+    label: str
+    n: int
+    verified_right: int
+    verified_wrong: int
+    unverified_right: int
+    unverified_wrong: int
+    precision: float | None
+    precision_ci: tuple[float, float]
+    coverage: float | None
+
+
+def verified_table(label: str, recs: list[ResultRecord]) -> VerifiedTable:
+    """Count one group's records into the verified x right table."""
+    vr = sum(r.verified and r.correct for r in recs)
+    vw = sum(r.verified and not r.correct for r in recs)
+    ur = sum(not r.verified and r.correct for r in recs)
+    uw = len(recs) - vr - vw - ur
+    return VerifiedTable(label=label, n=len(recs), verified_right=vr, verified_wrong=vw, unverified_right=ur,
+                         unverified_wrong=uw, precision=vr / (vr + vw) if vr + vw else None,
+                         precision_ci=wilson_interval(vr, vr + vw), coverage=vr / (vr + ur) if vr + ur else None)
+
+
+def wrong_but_verified(recs: list[ResultRecord]) -> list[ResultRecord]:
+    """The answers marked verified that are wrong: the holes the checks still let through."""
+    return [r for r in recs if r.verified and not r.correct]
