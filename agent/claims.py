@@ -46,7 +46,8 @@ UP = re.compile(r"\b(rose|risen|rising|increas\w*|went up|gone up|going up|goes 
                 r"climbed|higher|up from|up to)\b", _I)
 DOWN = re.compile(r"\b(fell|fallen|falling|decreas\w*|went down|gone down|going down|goes down|trend\w* down(?:ward)?|"
                   r"downward|dropped|declin\w*|lower|down from|down to|reduced)\b", _I)
-STABLE = re.compile(r"\b(stable|unchanged|did not change|didn't change|no change|remained the same|steady)\b", _I)
+STABLE = re.compile(r"\b(stable|unchanged|did not change|didn't change|no change|remained the same|steady|"
+                    r"(?:did not|didn't|does not|doesn't) (?:go|move|trend) (?:up or down|down or up)|no (?:clear )?trend)\b", _I)
 AGE = re.compile(r"\b(?:(\d{1,3})\s*(?:-\s*)?(?:years?|yrs?)(?:\s*|-)old|aged?\s+(?:of\s+)?(\d{1,3})\b|"
                  r"at (?:the age of )?(\d{1,3})(?: years)?\b(?! ?(?:%|mg|kg|cm|mm|/)))", _I)
 ACTIVE = re.compile(r"\b(currently|still|is on|is taking|remains on|active|ongoing)\b", _I)
@@ -119,7 +120,7 @@ class ClaimChecker:
         out: set[str] = set()
         for m in AGE.finditer(text):
             out |= {g for g in m.groups() if g}
-        for m in COUNT.finditer(text):
+        for m in COUNT.finditer(_without_dates(text)):
             if m.group(1) and m.group(1).isdigit():
                 out.add(str(int(m.group(1))))
         return out
@@ -189,12 +190,15 @@ class ClaimChecker:
         phrases = [p for p in vocab.lay_phrases(sentence) if p[2]]  # phrases that define codes
         if not measured or not phrases:
             return None
+        body = _strip_refs(sentence).lower()
         for r in measured:
             codes = self._codes(r)
             if not codes:
                 continue
             if any(codes & set(p[2]) for p in phrases):
                 continue
+            if _names_row(body, self._name(r)):
+                continue  # the sentence repeats the row's own name ("Cholesterol in HDL ...")
             # The phrase names something with known codes; the cited row is coded otherwise.
             same_kind = [p for p in phrases if vocab.phrase_type(p[2]) == r["resourceType"]]
             if not same_kind:
@@ -250,7 +254,7 @@ class ClaimChecker:
 
     # ---- counts ----------------------------------------------------------------------------------
     def _count(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
-        body = _strip_refs(sentence)
+        body = _without_dates(_strip_refs(sentence))
         m = COUNT.search(body)
         if not m or not events:
             return None
@@ -283,13 +287,21 @@ class ClaimChecker:
         if sum((up, down, stable)) != 1:
             return None
         obs = [r for r in events if r.get("resourceType") == "Observation" and numeric_value(r) is not None]
-        if not obs:
-            return None
         start, end = _window(body)
         if start is None and end is None:
             start, end = _window(self.question)
-        pool = [x for x in self.same_concept(obs[0]) if numeric_value(x) is not None and self._day(x)
-                and _in(self._day(x), start, end)]
+        if obs:
+            series = self.same_concept(obs[0])
+        else:
+            # An uncited direction ("it did not go up or down") is judged on the measurement the question names,
+            # when the question asks for a direction.
+            if not re.search(r"\b(trend\w*|up|down|ris\w+|rose|f[ae]ll\w*|increas\w*|decreas\w*|higher|lower|"
+                             r"chang\w*)\b", self.question, _I):
+                return None
+            matches, series, _ = self.lookup.resolve(LookupArgs(op="change", what=self.question[:200], kind="lab"))
+            if not matches or matches[0].score < 1.0:
+                return None
+        pool = [x for x in series if numeric_value(x) is not None and self._day(x) and _in(self._day(x), start, end)]
         if len(pool) < 2:
             return None
         pool.sort(key=self._day)
@@ -355,7 +367,8 @@ class ClaimChecker:
 
     # ---- absence ---------------------------------------------------------------------------------
     def _absence(self, sentence: str, refs: list[str], answer_cites: bool) -> ClaimFailure | None:
-        body = _strip_refs(sentence)
+        # "as of <date>" restates "now"; it is not the period the absence is about.
+        body = re.sub(r"\bas of\s+\S+", " ", _strip_refs(sentence), flags=_I)
         if not ABSENCE.search(body):
             return None
         thing = _absent_thing(body)
@@ -375,10 +388,15 @@ class ClaimChecker:
         matches, res, _ = self.lookup.resolve(LookupArgs(op="exists", what=thing[:200], start=start, end=end))
         if not matches:
             matches, res, _ = self.lookup.resolve(LookupArgs(op="all", what=thing[:200], kind="lab"))
+        if not matches:
+            matches, res, _ = self.lookup.resolve(LookupArgs(op="all", what=thing[:200]))
         strong = [m for m in matches if m.score >= 1.0 or m.why.startswith("every ")]
         if not strong:
             return None
         res = [r for r in res if self._day(r) and _in(self._day(r), start, end)]
+        if re.search(r"\b(active|current|currently|ongoing)\b", f"{body} {self.question}", _I):
+            # "no active medication orders" is about what is active, not about every order ever written.
+            res = [r for r in res if _status(r) in ("active", "on-hold", "recurrence", "relapse") and not _end_date(r)]
         if not res:
             return None
         shown = res[:3]
@@ -392,6 +410,25 @@ _REFS = re.compile(r"\[[A-Z][A-Za-z]+/[^\[\]]+\]")
 
 def _strip_refs(text: str) -> str:
     return _REFS.sub(" ", text)
+
+
+_DATES = re.compile(r"\b\d{4}-\d{2}(?:-\d{2})?(?:T[0-9:.]+(?:Z|[+-]\d{2}:\d{2})?)?\b|\b\d{1,2}/\d{1,2}/\d{4}\b|"
+                    r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2},? \d{4}\b", re.I)
+
+
+def _without_dates(text: str) -> str:
+    """``text`` with its dates blanked, so the day of "2012-09-15" is never read as a count."""
+    return _DATES.sub(" DATE ", text)
+
+
+def _names_row(body_low: str, name: str) -> bool:
+    """Whether a sentence repeats a row's own name: most of the name's words (brackets aside) are in it."""
+    core = re.sub(r"\[[^\]]*\]|\([^)]*\)", " ", name.lower())
+    ws = [w for w in vocab.words(core) if len(w) > 2]
+    if not ws:
+        return False
+    have = set(vocab.words(body_low))
+    return sum(w in have for w in ws) / len(ws) >= 0.75
 
 
 def _absent_thing(body: str) -> str:

@@ -315,6 +315,7 @@ class AgentNodes:
             seconds=round(time.perf_counter() - float(state.get("started") or time.perf_counter()), 4),
             tool_calls=list(state.get("tool_log") or []),
             evidence_refs=list((state.get("evidence") or {}).keys()),
+            computed=[str(c) for c in state.get("computed") or []],
             **kw,
         )
 

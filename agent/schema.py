@@ -19,6 +19,8 @@ class AnswerResult(BaseModel):
     verified: bool = False
     unsupported: list[str] = Field(default_factory=list)
     unsupported_reasons: list[str] = Field(default_factory=list)
+    computed: list[str] = Field(default_factory=list)
+    """Values the tools computed in this question (calculator results, counts, ages), which the check accepts."""
     """Why each sentence of ``unsupported`` failed, in the same order (citation or claim check)."""
     steps: int = 0
     prompt_tokens: int = 0

@@ -292,3 +292,14 @@ def test_repair_turn_sees_the_contradicting_evidence(fixture_store):
     repair_prompt = model.messages_seen[2][-1].content
     assert "a later Hemoglobin A1c" in repair_prompt and "2023-10-03" in repair_prompt
     assert res.verified and "6.5 %" in res.answer
+
+
+def test_dates_are_not_counts_and_as_of_is_not_a_window(fixture_store):
+    """Found by rechecking the earlier run's answers: the day of a date read as a count ("15 results"),
+    and "as of <today>" read as the period of an absence."""
+    ok = verdict(fixture_store, ALICE, f"Her HbA1c on 2015-06-20 with a result of 7.4 % was recorded [{A1C_2015}].",
+                 as_of="2026-12-02")
+    assert ok.verified, ok.unsupported_reasons
+    bad = verdict(fixture_store, ALICE, "Her last HbA1c was not found in the record as of 2026-12-02.",
+                  question="What was her last HbA1c?", as_of="2026-12-02")
+    assert not bad.verified and "does hold" in bad.unsupported_reasons[0]

@@ -298,6 +298,8 @@ higher lower up down rise rose fall fell increase increased decrease decreased w
 trend trending right total overall ever never yet so far still again also just only over under about
 whether if no not yes new old be been being get gets having much more less many number first-time
 picked found detected noted documented diagnosed-with reported listed shown
+marked resolved active inactive stopped ended undergo underwent undergone did does having recent value
+list lists which what file intolerance intolerances known
 """.split())
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -328,14 +330,14 @@ def words(text: str) -> list[str]:
 
 def named_words(text: str) -> list[str]:
     """The words of ``text`` that are not question or kind words (short ones included)."""
-    return [w for w in words(text) if w not in _FILLER]
+    return [w for w in words(text) if w not in _FILLER and len(w) > 1]
 
 
 def content_stems(text: str) -> set[str]:
     """Stems of the words that name a thing (kind words and question words dropped)."""
     # Words of one or two letters are grammar ("at", "on", "he"); the abbreviations that matter (BP, HR, MI)
     # are lay phrases, matched before this.
-    return {stem(w) for w in words(text) if w not in _FILLER and len(w) > 2}
+    return {stem(w) for w in words(text) if w not in _FILLER and len(w) > 2 and not re.fullmatch(r"[\d-]+", w)}
 
 
 @dataclass

@@ -49,6 +49,7 @@ class ResultRecord(BaseModel):
     unsupported: list[str] = Field(default_factory=list)
     #: Why each sentence of ``unsupported`` failed (same order); empty in files written before it existed.
     unsupported_reasons: list[str] = Field(default_factory=list)
+    computed: list[str] = Field(default_factory=list)
     #: Where ``verified`` comes from when it was not the solver's own check: "rechecked" by ``eval rescore
     #: --store``, or "stored verdict kept: <why>". Empty for a verdict given at run time.
     verified_note: str = ""
@@ -109,6 +110,7 @@ def record_for(task: Task, result: AnswerResult, *, solver: str, model: str, sec
         question=task.question, gold=task.answer.display(), answer=result.answer, correct=scores.answer.correct,
         score=scores.answer.score, scores=scores, citations=result.citations, evidence_refs=result.evidence_refs,
         verified=result.verified, unsupported=result.unsupported, unsupported_reasons=result.unsupported_reasons,
+        computed=result.computed,
         steps=result.steps, prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens, seconds=result.seconds or seconds, error=result.error,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -134,7 +136,7 @@ def rescore(tasks: list[Task], records: list[ResultRecord], store: Any = None) -
                            verified=verdict.verified, unsupported=verdict.unsupported,
                            unsupported_reasons=verdict.unsupported_reasons, steps=r.steps,
                            prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, seconds=r.seconds,
-                           error=r.error)
+                           error=r.error, computed=r.computed)
         new = record_for(t, res, solver=r.solver, model=r.model, seconds=r.seconds, model_spec=r.model_spec)
         new.scores.judge = r.scores.judge
         new.finished_at = r.finished_at
@@ -160,7 +162,7 @@ def _verdict(task: Task, r: ResultRecord, store: Any):
         return recheck(store, patient=task.patient, question=task.question, answer=r.answer, solver=r.solver,
                        evidence_refs=r.evidence_refs, as_of=answer_as_of(task.as_of, r.finished_at),
                        stored_verified=r.verified, stored_unsupported=r.unsupported,
-                       stored_reasons=r.unsupported_reasons, error=r.error)
+                       stored_reasons=r.unsupported_reasons, error=r.error, computed=r.computed)
     except Exception as e:  # one unreadable record must not stop the rescore of the others
         return kept(*stored, why=f"check failed: {type(e).__name__}: {e}")
 

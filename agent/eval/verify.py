@@ -14,9 +14,9 @@ against the store:
   as-of date, or, when the task has none, the day the record was written (the agent's "today" then).
 
 What cannot be rechecked keeps its stored verdict, with a note saying why: cohort tasks (no patient),
-records that ended in an error, and a patient the store does not hold. Calculator results are not in a
-results file, so a value only the calculator computed (an interval, a mean) counts as unsupported here;
-ages and counts are vouched for by the claim checks, as in the agent.
+records that ended in an error, and a patient the store does not hold. Values the tools computed (calculator
+results, counts, ages) are in results files written since they carry ``computed``; in older files a value
+only the calculator computed counts as unsupported here (ages and counts are vouched for by the claim checks).
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def kept(verified: bool, unsupported: list[str], reasons: list[str], why: str) -
 
 def recheck(store: Any, *, patient: str | None, question: str, answer: str, solver: str, evidence_refs: list[str],
             as_of: str, stored_verified: bool = False, stored_unsupported: list[str] | None = None,
-            stored_reasons: list[str] | None = None, error: str | None = None) -> Recheck:
+            stored_reasons: list[str] | None = None, error: str | None = None,
+            computed: list[str] | None = None) -> Recheck:
     """Run the citation and claim checks on a stored answer (see the module docstring)."""
     old = (stored_verified, list(stored_unsupported or []), list(stored_reasons or []))
     if patient is None:
@@ -117,7 +118,7 @@ def recheck(store: Any, *, patient: str | None, question: str, answer: str, solv
         except StoreError:
             return False
 
-    report = check_answer(text, evidence, belongs=belongs, computed=[], question=question, as_of=as_of,
+    report = check_answer(text, evidence, belongs=belongs, computed=list(computed or []), question=question, as_of=as_of,
                           claims=ClaimChecker(session, question))
     return Recheck(verified=report.verified, unsupported=report.unsupported,
                    unsupported_reasons=report.unsupported_reasons, note="rechecked")
