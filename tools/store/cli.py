@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     f.add_argument("--store", required=True)
     f.add_argument("--host", default="127.0.0.1")
     f.add_argument("--port", type=int, default=8080)
+    f.add_argument("--base-url", help="public base URL for paging links and fullUrls (e.g. https://fhir.example.org/fhir); "
+                   "default: http://HOST:PORT as bound (the client's Host header is never used)")
+    f.add_argument("--quiet", "-q", action="store_true", help="no access log")
     f.set_defaults(func=cmd_serve)
 
     st = subparsers.add_parser("stats", help="resources per type and unresolved references of an embedded store")
@@ -113,7 +116,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
-    serve(args.store, host=args.host, port=args.port)
+    serve(args.store, host=args.host, port=args.port, base_url=args.base_url, quiet=args.quiet)
     return 0
 
 

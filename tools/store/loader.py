@@ -391,7 +391,50 @@ def _validation_pool(n_files: int, workers: int | None):
 
     # fork, not spawn/forkserver: those re-import the caller's __main__, which breaks scripts and
     # notebooks without a main guard. The pool is created before any progress thread starts.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this validation worker end when the loading process ends, however it ends.
+
+    A worker blocked reading its task queue never sees EOF after ``kill -9`` of the parent (the
+    workers themselves hold the queue's write end), so it would live on, holding the parent's
+    stdout/stderr pipes, and a caller waiting for those pipes to close would hang. On Linux the
+    kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``) ends it at once, with no
+    thread and no polling; the ``getppid`` check closes the race where the parent died before the
+    prctl call. Elsewhere a daemon thread polls the parent's pid once a second.
+    """
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):  # pragma: no cover - no usable libc: fall back to polling
+            pass
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def load_paths(

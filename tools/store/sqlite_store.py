@@ -20,8 +20,12 @@ from pathlib import Path
 from . import search as engine
 from .base import FHIRStore, NotFound, Params, ParamsLike, SearchError, StoreError, normalize_params, parse_search_path
 from .compartment import patient_compartments
+from .search.parse import MAX_OFFSET, parse_int
 
 DB_NAME = "store.sqlite"
+
+# SQLite errors that mean "this statement is beyond the engine's limits", not a broken store.
+_TOO_COMPLEX = ("parser stack overflow", "too large", "too complex", "too many", "too big")
 
 CORE_DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -141,9 +145,25 @@ class SQLiteStore(FHIRStore):
             ctype, cid = compartment
             if ctype != "Patient":
                 raise SearchError(f"only the Patient compartment is supported, not {ctype}")
-        return engine.execute_search(
-            self._conn(), resource_type, normalize_params(params), compartment=compartment, base_url=self.base_url
+        return self._guard(
+            engine.execute_search,
+            self._conn(), resource_type, normalize_params(params), compartment=compartment, base_url=self.base_url,
         )
+
+    @staticmethod
+    def _guard(fn, *args, **kwargs) -> dict:
+        """Run a search; SQLite's own limits (expression depth, parser stack, pattern length, integer range)
+        become a 400 SearchError. The documented limits (docs/search.md) are checked first and keep valid
+        searches clear of these; this is the net under them, never the normal path."""
+        try:
+            return fn(*args, **kwargs)
+        except OverflowError as e:
+            raise SearchError(f"a number in the search is out of range ({e})") from None
+        except sqlite3.OperationalError as e:
+            msg = str(e)
+            if any(t in msg for t in _TOO_COMPLEX):
+                raise SearchError(f"the search is too complex for the store ({msg}); simplify it or split it") from None
+            raise
 
     def next_page(self, bundle: dict) -> dict | None:
         nxt = next((lk.get("url") for lk in bundle.get("link", []) if lk.get("relation") == "next"), None)
@@ -153,17 +173,18 @@ class SQLiteStore(FHIRStore):
         req = parse_search_path(rel)
         if req.operation == "$everything":
             p = dict(req.params)
-            count = int(p["_count"]) if "_count" in p else None
-            return engine.execute_everything(
-                self._conn(), req.resource_id or "", p.get("start"), p.get("end"),
-                count=count, offset=int(p.get("_offset", 0)), base_url=self.base_url,
+            count = parse_int("_count", p["_count"]) if "_count" in p else None
+            offset = parse_int("_offset", p["_offset"], maximum=MAX_OFFSET) if "_offset" in p else 0
+            return self._guard(
+                engine.execute_everything, self._conn(), req.resource_id or "", p.get("start"), p.get("end"),
+                count=count, offset=offset, base_url=self.base_url,
             )
         return self.search(req.resource_type, req.params, compartment=req.compartment)
 
     def everything(self, patient_id: str, start: str | None = None, end: str | None = None, *, count: int | None = None) -> dict:
         self.read("Patient", patient_id)  # NotFound for an unknown patient
-        return engine.execute_everything(
-            self._conn(), patient_id, start, end, count=count, offset=0, base_url=self.base_url
+        return self._guard(
+            engine.execute_everything, self._conn(), patient_id, start, end, count=count, offset=0, base_url=self.base_url
         )
 
     def patient_ids(self) -> list[str]:

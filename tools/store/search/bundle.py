@@ -14,12 +14,44 @@ from ..base import NotFound, SearchError, encode_params
 from ..compartment import PATIENT_COMPARTMENT, SHARED_TYPES
 from .dates import MAX_MS, MIN_MS, parse_range
 from .params import CLINICAL_PARAM, SearchParam, lookup, params_for
-from .parse import parse_int
+from .parse import MAX_OFFSET, MAX_PARAMS, check_text, parse_int
 from .sql import RANK_COMPARTMENT, Compiler, Cond, Sql, latest_first_param, sort_terms, walk_window
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 _MAX_ITERATE = 5
+MAX_INCLUDE_PARAMS = 10  # _include/_revinclude parameters in one search
+MAX_SORT_KEYS = 5
+MAX_INCLUDED = 1000  # _include/_revinclude resources per page; more are cut with a warning entry
+
+
+def outcome_entry(message: str, *, code: str = "informational", severity: str = "warning") -> dict:
+    """A searchset entry (``search.mode = outcome``) carrying a warning about this page."""
+    return {
+        "resource": {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": severity, "code": code, "diagnostics": message}],
+        },
+        "search": {"mode": "outcome"},
+    }
+
+
+def split_unknown(resource_type: str | None, params: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """``(kept, ignored names)``: for lenient handling (``Prefer: handling=lenient``), the parameters the
+    engine does not know (or does not support) are set aside; everything else is kept and checked as usual."""
+    kept: list[tuple[str, str]] = []
+    ignored: list[str] = []
+    for name, value in params:
+        base = name.split(":", 1)[0].split(".", 1)[0]
+        if base in _UNSUPPORTED:
+            ignored.append(name)
+        elif base in _RESULT_PARAMS or base == "_has":
+            kept.append((name, value))
+        elif lookup(resource_type or "", base) is None:
+            ignored.append(name)
+        else:
+            kept.append((name, value))
+    return kept, ignored
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 _RESULT_PARAMS = {
     "_count", "_offset", "_sort", "_include", "_revinclude", "_elements", "_summary", "_total", "_type",
@@ -94,8 +126,12 @@ def _parse_include(name: str, value: str, reverse: bool) -> _Include:
 def parse_request(resource_type: str | None, params: list[tuple[str, str]], compartment) -> Request:
     """Split ``params`` into filters and validated result parameters."""
     req = Request()
+    n_inc = 0
     for name, value in params:
         base = name.split(":", 1)[0]
+        if base in _RESULT_PARAMS:
+            check_text(name, name, "name")
+            check_text(name, value)
         if base in _UNSUPPORTED:
             raise SearchError(f"parameter {name!r} is not supported: {_UNSUPPORTED[base]}")
         if base not in _RESULT_PARAMS:
@@ -106,15 +142,18 @@ def parse_request(resource_type: str | None, params: list[tuple[str, str]], comp
         if base == "_count":
             req.count = min(parse_int(name, value), MAX_COUNT)
         elif base == "_offset":
-            req.offset = parse_int(name, value)
+            req.offset = parse_int(name, value, maximum=MAX_OFFSET)
         elif base == "_sort":
             if not value:
                 raise SearchError("empty _sort value")
             req.sort = value if req.sort is None else req.sort + "," + value
-        elif base == "_include":
-            req.includes.append(_parse_include(name, value, False))
-        elif base == "_revinclude":
-            req.revincludes.append(_parse_include(name, value, True))
+            if req.sort.count(",") >= MAX_SORT_KEYS:
+                raise SearchError(f"parameter '_sort': at most {MAX_SORT_KEYS} sort keys are allowed")
+        elif base in ("_include", "_revinclude"):
+            n_inc += 1
+            if n_inc > MAX_INCLUDE_PARAMS:
+                raise SearchError(f"parameter {name!r}: at most {MAX_INCLUDE_PARAMS} _include/_revinclude parameters are allowed")
+            (req.includes if base == "_include" else req.revincludes).append(_parse_include(name, value, base == "_revinclude"))
         elif base == "_elements":
             elems = [e.strip() for e in value.split(",") if e.strip()]
             if not elems:
@@ -146,6 +185,11 @@ def parse_request(resource_type: str | None, params: list[tuple[str, str]], comp
         elif base == "_pretty":
             if value not in ("true", "false"):
                 raise SearchError(f"invalid _pretty value {value!r}: expected true or false")
+    if len(req.filters) > MAX_PARAMS:
+        raise SearchError(
+            f"the search has {len(req.filters)} filter parameters; at most {MAX_PARAMS} are allowed "
+            f"(parameter {req.filters[MAX_PARAMS][0]!r} is past the limit)"
+        )
     return req
 
 
@@ -264,8 +308,9 @@ def _revinclude_rids(conn, rids: list[int], inc: _Include) -> set[int]:
     return out
 
 
-def _included(conn, match_rids: list[int], req: Request) -> list[int]:
-    """Rids of ``_include``/``_revinclude`` resources for one page (``:iterate`` applied to a fixed point)."""
+def _included(conn, match_rids: list[int], req: Request) -> tuple[list[int], bool]:
+    """Rids of ``_include``/``_revinclude`` resources for one page (``:iterate`` applied to a fixed point),
+    at most :data:`MAX_INCLUDED` of them, and whether the cap cut the list."""
     seen = set(match_rids)
     extra: list[int] = []
     frontier = list(match_rids)
@@ -282,13 +327,16 @@ def _included(conn, match_rids: list[int], req: Request) -> list[int]:
         if not new:
             break
         ordered = sorted(new)
+        if len(extra) + len(ordered) > MAX_INCLUDED:
+            extra.extend(ordered[: MAX_INCLUDED - len(extra)])
+            return extra, True
         extra.extend(ordered)
         seen |= new
         frontier = ordered
         first = False
         if not any(i.iterate for i in req.includes + req.revincludes):
             break
-    return extra
+    return extra, False
 
 
 def _apply_elements(resource: dict, elements: list[str]) -> dict:
@@ -418,7 +466,7 @@ def execute_search(
             )
         ]
     bundle["total"] = total
-    extra = _included(conn, rids, req) if (req.includes or req.revincludes) and rids else []
+    extra, cut = _included(conn, rids, req) if (req.includes or req.revincludes) and rids else ([], False)
     resources = _fetch(conn, rids + extra)
     entries = []
     for rid in rids:
@@ -428,6 +476,12 @@ def execute_search(
         res = _apply_summary(res, req.summary)
         entries.append(_entry(base_url, res, "match"))
     entries.extend(_entry(base_url, resources[rid], "include") for rid in extra)
+    if cut:
+        entries.append(outcome_entry(
+            f"_include/_revinclude: this page's included resources were cut at {MAX_INCLUDED} "
+            f"(the cap per page); ask for fewer matches per page (a smaller _count) to get them all",
+            code="too-costly",
+        ))
     bundle["link"] = _links(base_url, path, params, req.offset, req.count, total)
     if entries:
         bundle["entry"] = entries
@@ -456,6 +510,9 @@ def execute_everything(
     if exists is None:
         raise NotFound(f"Patient/{patient_id} not found")
     lo, hi = MIN_MS, MAX_MS
+    for pname, v in (("start", start), ("end", end)):
+        if v is not None:
+            check_text(pname, v)
     if start:
         r = parse_range(start)
         if r is None:
