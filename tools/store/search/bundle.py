@@ -55,7 +55,7 @@ def split_unknown(resource_type: str | None, params: list[tuple[str, str]]) -> t
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 _RESULT_PARAMS = {
     "_count", "_offset", "_sort", "_include", "_revinclude", "_elements", "_summary", "_total", "_type",
-    "_format", "_pretty",
+    "_format", "_pretty", "_totalMethod",
 }
 _UNSUPPORTED = {
     "_contained": "contained resources are not searched",
@@ -171,6 +171,9 @@ def parse_request(resource_type: str | None, params: list[tuple[str, str]], comp
         elif base == "_total":
             if value not in ("none", "estimate", "accurate"):
                 raise SearchError(f"invalid _total value {value!r}: expected none, estimate or accurate")
+        elif base == "_totalMethod":  # Aidbox's spelling (fhirpy's .count() sends it); totals are always exact here
+            if value not in ("count", "estimate", "none"):
+                raise SearchError(f"invalid _totalMethod value {value!r}: expected count, estimate or none")
         elif base == "_type":
             if resource_type is not None:
                 raise SearchError("_type is only allowed in a search across types (e.g. Patient/ID/*)")
