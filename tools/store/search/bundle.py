@@ -15,13 +15,31 @@ from ..compartment import PATIENT_COMPARTMENT, SHARED_TYPES
 from .dates import MAX_MS, MIN_MS, parse_range
 from .params import CLINICAL_PARAM, SearchParam, lookup, params_for
 from .parse import MAX_OFFSET, MAX_PARAMS, check_text, parse_int
-from .sql import RANK_COMPARTMENT, Compiler, Cond, Sql, latest_first_param, sort_terms, walk_window
+from .parse import DateValue
+from .sql import (
+    RANK_COMPARTMENT,
+    Compiler,
+    Cond,
+    Sql,
+    _col_range,
+    date_condition,
+    latest_first_param,
+    sort_terms,
+    walk_window,
+)
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 _MAX_ITERATE = 5
 MAX_INCLUDE_PARAMS = 10  # _include/_revinclude parameters in one search
 MAX_SORT_KEYS = 5
+# The base types of the R4 SearchParameter clinical-date (its `date` on each): the types whose resources
+# $everything's start/end filter. Resources of every other type belong to the record whatever their dates.
+EVERYTHING_DATE_TYPES = frozenset({
+    "AllergyIntolerance", "CarePlan", "CareTeam", "ClinicalImpression", "Composition", "Consent",
+    "DiagnosticReport", "Encounter", "EpisodeOfCare", "FamilyMemberHistory", "Flag", "Immunization", "List",
+    "Observation", "Procedure", "RiskAssessment", "SupplyRequest",
+})
 MAX_INCLUDED = 1000  # _include/_revinclude resources per page; more are cut with a warning entry
 
 
@@ -503,8 +521,9 @@ def execute_everything(
 ) -> dict:
     """``Patient/ID/$everything``: one page of the patient's record.
 
-    Holds the Patient, every resource of the patient's compartment whose clinical date (see
-    :data:`params.CLINICAL_DATE`) overlaps ``[start, end]`` or that has no clinical date, and, as
+    Holds the Patient and every resource of the patient's compartment; with ``start``/``end``, resources of
+    the types in :data:`EVERYTHING_DATE_TYPES` only when their ``date`` (R4 clinical-date) matches
+    ``date=ge{start}`` and ``date=le{end}``. Then, as
     ``include`` entries, the shared resources (Medication, Practitioner, PractitionerRole,
     Organization, Location) those resources reference.  Ordered: Patient, compartment resources in
     load order, then the shared ones.
@@ -512,21 +531,21 @@ def execute_everything(
     exists = conn.execute("SELECT 1 FROM resources WHERE type = 'Patient' AND id = ?", [patient_id]).fetchone()
     if exists is None:
         raise NotFound(f"Patient/{patient_id} not found")
-    lo, hi = MIN_MS, MAX_MS
     for pname, v in (("start", start), ("end", end)):
         if v is not None:
             check_text(pname, v)
+    bounds: list[DateValue] = []
     if start:
         r = parse_range(start)
         if r is None:
             raise SearchError(f"invalid date {start!r} for parameter 'start'")
-        lo = r[0]
+        bounds.append(DateValue("ge", r[0], r[1]))
     if end:
         r = parse_range(end)
         if r is None:
             raise SearchError(f"invalid date {end!r} for parameter 'end'")
-        hi = r[1]
-    if lo >= hi:
+        bounds.append(DateValue("le", r[0], r[1]))
+    if start and end and bounds[0].lo >= bounds[1].hi:
         raise SearchError(f"parameter 'start' ({start}) is after 'end' ({end})")
     if count is not None and count < 0:
         raise SearchError("parameter '_count' must be >= 0")
@@ -535,12 +554,19 @@ def execute_everything(
     page = min(count if count is not None else DEFAULT_COUNT, MAX_COUNT)
     date_filter = ""
     args: list = [patient_id]
-    if start or end:
+    if bounds:
+        # start/end are the R4 clinical-date parameter `date` searched with ge{start} and le{end} (as Blaze
+        # does): only types that have that parameter are filtered; see docs/search.md "$everything".
+        types = sorted(t for t in EVERYTHING_DATE_TYPES if isinstance(lookup(t, "date"), SearchParam))
+        clauses = []
+        for b in bounds:
+            cond = date_condition(_col_range("lo", "hi"), b)
+            clauses.append(f"EXISTS (SELECT 1 FROM sp_date WHERE rid = r.rid AND +param = 'date' AND ({cond.text}))")
+            args += cond.args
         date_filter = (
-            " AND (r.type = 'Patient' OR NOT EXISTS (SELECT 1 FROM sp_date WHERE rid = r.rid AND +param = ?)"
-            " OR EXISTS (SELECT 1 FROM sp_date WHERE rid = r.rid AND +param = ? AND hi > ? AND lo < ?))"
+            f" AND (r.type NOT IN ({','.join('?' * len(types))}) OR ({' AND '.join(clauses)}))"
         )
-        args += [CLINICAL_PARAM, CLINICAL_PARAM, lo, hi]
+        args = [patient_id, *types, *args[1:]]
     match = [
         rid
         for (rid,) in conn.execute(
