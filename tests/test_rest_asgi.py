@@ -161,3 +161,17 @@ def test_fhirpy_counts_reads_and_pages(server):
     assert lenient.resources("Patient").search(colour="blue").count() == len(raw("Patient"))
     with pytest.raises(fhirpy.base.exceptions.OperationOutcome):
         client.resources("Patient").search(colour="blue").count()
+
+
+def test_request_head_past_the_cap_is_refused_not_buffered(server):
+    """httptools has no limit of its own: a 70 KB request line or header block gets a 400 and a close."""
+    host, port = server.server_address[:2]
+    for head in (b"GET /Patient?family=" + b"x" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"GET /Patient HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 1000) for i in range(70)) + b"\r\n"):
+        with socket.create_connection((host, port), timeout=10) as s:
+            try:
+                s.sendall(head)
+            except OSError:  # the server may close while we are still sending
+                pass
+            reply = s.recv(200)
+        assert reply.startswith(b"HTTP/1.1 400"), reply

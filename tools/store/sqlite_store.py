@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import orjson
+
 from . import search as engine
 from .base import FHIRStore, NotFound, Params, ParamsLike, SearchError, StoreError, normalize_params, parse_search_path
 from .compartment import patient_compartments
@@ -138,7 +140,7 @@ class SQLiteStore(FHIRStore):
         ).fetchone()
         if row is None:
             raise NotFound(f"{resource_type}/{resource_id} is not in the store")
-        return json.loads(row[0])
+        return orjson.loads(row[0])
 
     def search(self, resource_type: str | None, params: ParamsLike = None, *, compartment: tuple[str, str] | None = None) -> dict:
         if compartment is not None:

@@ -6,8 +6,10 @@ Result parameters are validated like search parameters: an unknown or malformed 
 
 from __future__ import annotations
 
-import json
 import sqlite3
+from collections import OrderedDict
+
+import orjson
 from dataclasses import dataclass, field
 
 from ..base import NotFound, SearchError, encode_params
@@ -71,9 +73,13 @@ def split_unknown(resource_type: str | None, params: list[tuple[str, str]]) -> t
             kept.append((name, value))
     return kept, ignored
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+# Internal keyset cursor in the store's own next links: the last row id of the previous page, so the
+# next page of an unsorted search starts there instead of counting past _offset rows. _offset stays in
+# the link (and alone still works) so totals, self links and clients that build offsets are unchanged.
+AFTER_PARAM = "_page_after"
 _RESULT_PARAMS = {
     "_count", "_offset", "_sort", "_include", "_revinclude", "_elements", "_summary", "_total", "_type",
-    "_format", "_pretty", "_totalMethod",
+    "_format", "_pretty", "_totalMethod", AFTER_PARAM,
 }
 _UNSUPPORTED = {
     "_contained": "contained resources are not searched",
@@ -102,6 +108,7 @@ class Request:
     filters: list[tuple[str, str]] = field(default_factory=list)
     count: int = DEFAULT_COUNT
     offset: int = 0
+    after: int | None = None
     sort: str | None = None
     includes: list[_Include] = field(default_factory=list)
     revincludes: list[_Include] = field(default_factory=list)
@@ -161,6 +168,8 @@ def parse_request(resource_type: str | None, params: list[tuple[str, str]], comp
             req.count = min(parse_int(name, value), MAX_COUNT)
         elif base == "_offset":
             req.offset = parse_int(name, value, maximum=MAX_OFFSET)
+        elif base == AFTER_PARAM:
+            req.after = parse_int(name, value, maximum=2**62)
         elif base == "_sort":
             if not value:
                 raise SearchError("empty _sort value")
@@ -281,7 +290,7 @@ def _fetch(conn: sqlite3.Connection, rids: list[int]) -> dict[int, dict]:
     for i in range(0, len(rids), 500):
         chunk = rids[i : i + 500]
         for rid, js in conn.execute(f"SELECT rid, json FROM resources WHERE rid IN ({','.join('?' * len(chunk))})", chunk):
-            out[rid] = json.loads(js)
+            out[rid] = orjson.loads(js)
     return out
 
 
@@ -392,14 +401,41 @@ def _path(resource_type: str | None, compartment: tuple[str, str] | None) -> str
     return tail
 
 
-def _links(base_url: str, path: str, params: list[tuple[str, str]], offset: int, count: int, total: int) -> list[dict]:
-    kept = [(k, v) for k, v in params if k != "_offset"]
+def _links(
+    base_url: str, path: str, params: list[tuple[str, str]], offset: int, count: int, total: int,
+    after: int | None = None,
+) -> list[dict]:
+    kept = [(k, v) for k, v in params if k not in ("_offset", AFTER_PARAM)]
     self_q = encode_params(kept + ([("_offset", str(offset))] if offset else []))
     links = [{"relation": "self", "url": f"{base_url}/{path}" + (f"?{self_q}" if self_q else "")}]
     if count > 0 and offset + count < total:
-        nq = encode_params(kept + [("_offset", str(offset + count))])
+        cursor = [(AFTER_PARAM, str(after))] if after is not None else []
+        nq = encode_params(kept + [("_offset", str(offset + count))] + cursor)
         links.append({"relation": "next", "url": f"{base_url}/{path}?{nq}"})
     return links
+
+
+_COUNT_CACHE: OrderedDict[tuple, int] = OrderedDict()
+_COUNT_CACHE_SIZE = 256
+
+
+def _count(conn: sqlite3.Connection, fw: Sql) -> int:
+    """``count(*)`` of a search, remembered while the database is unchanged.
+
+    Paging through a large result asks for the same total on every page; ``PRAGMA data_version``
+    changes whenever another connection commits, so a cached total is never stale.
+    """
+    version = conn.execute("PRAGMA data_version").fetchone()[0]
+    key = (id(conn), version, fw.text, tuple(fw.args))
+    hit = _COUNT_CACHE.get(key)
+    if hit is not None:
+        _COUNT_CACHE.move_to_end(key)
+        return hit
+    total = conn.execute(f"SELECT count(*) {fw.text}", fw.args).fetchone()[0]
+    _COUNT_CACHE[key] = total
+    if len(_COUNT_CACHE) > _COUNT_CACHE_SIZE:
+        _COUNT_CACHE.popitem(last=False)
+    return total
 
 
 def _entry(base_url: str, resource: dict, mode: str) -> dict:
@@ -457,6 +493,7 @@ def execute_search(
     req = parse_request(resource_type, params, compartment)
     path = _path(resource_type, compartment)
     bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
+    after: int | None = None
     if req.sort and req.summary != "count" and req.count > 0:
         order = sort_terms(resource_type, req.sort, "r")
         latest = latest_first_param(resource_type, req.sort)
@@ -475,17 +512,23 @@ def execute_search(
             rids = ordered[req.offset : req.offset + req.count]
     else:
         fw = _from_where(conn, resource_type, req, compartment)
-        total = conn.execute(f"SELECT count(*) {fw.text}", fw.args).fetchone()[0]
+        total = _count(conn, fw)
         if req.summary == "count" or req.count == 0:
             bundle["total"] = total
             bundle["link"] = _links(base_url, path, params, req.offset, 0, total)
             return bundle
-        rids = [
-            rid
-            for (rid,) in conn.execute(
-                f"SELECT r.rid {fw.text} ORDER BY r.rid LIMIT ? OFFSET ?", [*fw.args, req.count, req.offset]
-            )
-        ]
+        if req.after is not None:
+            # the rows are the outer query's, so the cursor applies to its alias whatever drives it
+            sql = f"SELECT * FROM (SELECT r.rid AS rid {fw.text}) WHERE rid > ? ORDER BY rid LIMIT ?"
+            rids = [rid for (rid,) in conn.execute(sql, [*fw.args, req.after, req.count])]
+        else:
+            rids = [
+                rid
+                for (rid,) in conn.execute(
+                    f"SELECT r.rid {fw.text} ORDER BY r.rid LIMIT ? OFFSET ?", [*fw.args, req.count, req.offset]
+                )
+            ]
+        after = rids[-1] if rids else None
     bundle["total"] = total
     extra, cut = _included(conn, rids, req) if (req.includes or req.revincludes) and rids else ([], False)
     resources = _fetch(conn, rids + extra)
@@ -503,7 +546,7 @@ def execute_search(
             f"(the cap per page); ask for fewer matches per page (a smaller _count) to get them all",
             code="too-costly",
         ))
-    bundle["link"] = _links(base_url, path, params, req.offset, req.count, total)
+    bundle["link"] = _links(base_url, path, params, req.offset, req.count, total, after)
     if entries:
         bundle["entry"] = entries
     return bundle
