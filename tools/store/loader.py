@@ -33,7 +33,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from .base import SearchError, normalize_params
-from .validation import InvalidResource, check_resource_type, validate_resource
+from .validation import DEFAULT_LEVEL, LEVELS, InvalidResource, check_resource_type, validate_level
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sqlite_store import SQLiteStore
@@ -298,7 +298,18 @@ class Resolver:
         self.cache[f"{rtype}?{query}"] = ref
 
 
-def prepare_entries(entries: list[Entry], resolver: Resolver, *, validate: bool = True) -> tuple[list[PreparedResource], int]:
+def validation_level(validate: bool | str | None) -> str | None:
+    """``True`` -> the default level (``"index"``), ``"index"``/``"strict"`` as given, falsy -> none."""
+    if validate is True:
+        return DEFAULT_LEVEL
+    if not validate:
+        return None
+    if validate not in LEVELS:
+        raise ValueError(f"validate must be True, False or one of {LEVELS}, not {validate!r}")
+    return validate
+
+
+def prepare_entries(entries: list[Entry], resolver: Resolver, *, validate: bool | str = True) -> tuple[list[PreparedResource], int]:
     """Validate, assign ids and resolve references for one bundle. Returns (resources, skipped conditional creates).
 
     Raises :class:`RefusedFile` (nothing written) if any resource fails.
@@ -310,8 +321,9 @@ def prepare_entries(entries: list[Entry], resolver: Resolver, *, validate: bool 
         r = e.resource
         try:
             check_resource_type(r.get("resourceType"))
-            if validate:
-                validate_resource(r)
+            level = validation_level(validate)
+            if level:
+                validate_level(r, level)
         except InvalidResource as err:
             raise RefusedFile(f"entry {i}: {err}") from None
         rtype = r["resourceType"]
@@ -386,7 +398,7 @@ def file_units(path: Path, text: str | None = None) -> Iterator[list[Entry]]:
         yield bundle_entries(_read_json(path))
 
 
-def validate_file(path: str) -> tuple[str | None, str | None]:
+def validate_file(path: str, level: str = DEFAULT_LEVEL) -> tuple[str | None, str | None]:
     """Validate every resource of one file: ``(first problem as a one-line message or None, text)``.
 
     Runs in a worker process (see :func:`load_paths`): validation with ``fhir.resources`` is most of the
@@ -402,7 +414,7 @@ def validate_file(path: str) -> tuple[str | None, str | None]:
         for entries in file_units(p, text):
             for i, e in enumerate(entries):
                 try:
-                    validate_resource(e.resource)
+                    validate_level(e.resource, level)
                 except InvalidResource as err:
                     return f"entry {i}: {err}", None
     except RefusedFile as err:
@@ -470,14 +482,16 @@ def load_paths(
     store: "SQLiteStore",
     paths: Iterable[str | os.PathLike],
     *,
-    validate: bool = True,
+    validate: bool | str = True,
     progress: bool = False,
     workers: int | None = None,
 ) -> LoadSummary:
     """Load files and directories into ``store``; each file is atomic. Never raises for a bad file:
     refused files are reported in the summary with a one-line reason.
 
-    With ``validate`` (the default) and more than a few files, validation runs ahead in ``workers``
+    ``validate``: ``True`` (the default level, ``"index"``: every element the index reads is checked),
+    ``"strict"`` (also the full R4 model check with ``fhir.resources``) or ``False``.
+    With validation and more than a few files, validation runs ahead in ``workers``
     processes (default: up to 2) while this process resolves references and writes; at most
     ``2 * workers + 2`` files are in flight, so memory stays flat.
     """
@@ -487,19 +501,20 @@ def load_paths(
     files = iter_source_files(named)
     explicit = {p.resolve() for p in named if p.is_file()}
     resolver = Resolver(store)
-    pool = _validation_pool(len(files), workers) if validate else None
+    level = validation_level(validate)
+    pool = _validation_pool(len(files), workers) if level else None
     ahead = 2 * (pool._max_workers if pool else 0) + 2
     pending: dict[int, object] = {}
     if pool:
         for j in range(min(ahead, len(files))):
-            pending[j] = pool.submit(validate_file, str(files[j]))
+            pending[j] = pool.submit(validate_file, str(files[j]), level)
     bar = _progress(progress, len(files))
     try:
         for idx, path in enumerate(files):
             if pool:
                 for j in range(idx, min(idx + ahead, len(files))):
                     if j not in pending:
-                        pending[j] = pool.submit(validate_file, str(files[j]))
+                        pending[j] = pool.submit(validate_file, str(files[j]), level)
             report = FileReport(path=str(path), status="loaded")
             try:
                 text = None
@@ -511,7 +526,7 @@ def load_paths(
 
                 def chunks(path=path, report=report, text=text):
                     for entries in file_units(path, text):
-                        prepared, skipped = prepare_entries(entries, resolver, validate=validate and pool is None)
+                        prepared, skipped = prepare_entries(entries, resolver, validate=level if pool is None else False)
                         report.skipped_conditional += skipped
                         for k, v in Counter(p.rtype for p in prepared).items():
                             report.resources[k] = report.resources.get(k, 0) + v

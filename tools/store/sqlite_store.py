@@ -214,11 +214,12 @@ class SQLiteStore(FHIRStore):
         return [UnresolvedReference(source=s, reference=ref, reason=why or "", file=f) for s, ref, why, f in rows]
 
     # ------------------------------------------------------------------------------------ writes
-    def load(self, paths: Iterable[str | os.PathLike], *, validate: bool = True, progress: bool = False,
+    def load(self, paths: Iterable[str | os.PathLike], *, validate: bool | str = True, progress: bool = False,
              workers: int | None = None):
         """Load bundle/NDJSON files and directories. Returns a :class:`tools.store.loader.LoadSummary`.
 
         Each file is atomic; a refused file is reported, never raised, and leaves the store unchanged.
+        ``validate``: True (index-level checks, the default), ``"strict"`` (plus ``fhir.resources``) or False.
         ``workers`` validation processes run ahead of the writer (default: up to 2; 0 validates inline).
         """
         from .loader import load_paths
