@@ -54,6 +54,15 @@ CREATE INDEX IF NOT EXISTS unresolved_rid ON unresolved(rid);
 SCHEMA_FINGERPRINT = hashlib.sha1((CORE_DDL + engine.INDEX_DDL + getattr(engine, "INDEX_VERSION", "")).encode()).hexdigest()[:12]
 
 
+def _dumps(resource: dict) -> str:
+    """A resource as stored: compact JSON text (orjson; the json module for what orjson cannot encode,
+    such as integers past 64 bits)."""
+    try:
+        return orjson.dumps(resource).decode()
+    except TypeError:
+        return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -272,7 +281,7 @@ class SQLiteStore(FHIRStore):
                         version = 1 if row is None else row[1] + 1
                         res = pr.resource
                         res["meta"] = {**(res.get("meta") or {}), "versionId": str(version), "lastUpdated": now}
-                        doc = json.dumps(res, separators=(",", ":"))
+                        doc = _dumps(res)
                         if row is None:
                             key, next_rid = next_rid, next_rid + 1
                             batch.resources.append((key, *pr.rid_key, version, now, pr.hash, doc))

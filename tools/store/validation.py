@@ -142,8 +142,10 @@ def _checked_paths(rtype: str) -> tuple:
 
 
 def _walk(resource: dict, path):
+    global _walk
     from .search.extract import walk
 
+    _walk = walk  # bound once: the import machinery is not free per call
     return walk(resource, path)
 
 

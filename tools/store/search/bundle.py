@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..base import NotFound, SearchError, encode_params
 from ..compartment import PATIENT_COMPARTMENT, SHARED_TYPES
 from .dates import MAX_MS, MIN_MS, parse_range
-from .params import CLINICAL_PARAM, SearchParam, lookup, params_for
+from .params import SearchParam, lookup, params_for
 from .parse import MAX_OFFSET, MAX_PARAMS, check_text, parse_int
 from .parse import DateValue
 from .sql import (
