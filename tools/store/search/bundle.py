@@ -287,8 +287,8 @@ def _patient_hint(rtype: str | None, filters: list[tuple[str, str]]) -> str | No
 
 def _fetch(conn: sqlite3.Connection, rids: list[int]) -> dict[int, dict]:
     out: dict[int, dict] = {}
-    for i in range(0, len(rids), 500):
-        chunk = rids[i : i + 500]
+    for i in range(0, len(rids), 1000):
+        chunk = rids[i : i + 1000]
         for rid, js in conn.execute(f"SELECT rid, json FROM resources WHERE rid IN ({','.join('?' * len(chunk))})", chunk):
             out[rid] = orjson.loads(js)
     return out
