@@ -146,6 +146,13 @@ def test_create_app_mounts_beside_another_asgi_app(fixture_store):
         assert r.status_code == 200 and r.json()["total"] == len(raw("Patient"))
         assert r.json()["link"][1]["url"].startswith("http://testserver/fhir/Patient?")
         assert c.get(f"/fhir/Patient/{BOB}").json()["id"] == BOB
+    bare = Starlette(routes=[Mount("/api/fhir", app=create_app(fixture_store))])  # no base_url: the mount point
+    with TestClient(bare) as c:
+        assert c.get(f"/api/fhir/Patient/{BOB}").json()["id"] == BOB
+        assert c.get("/api/fhir/metadata").json()["resourceType"] == "CapabilityStatement"
+        page = c.get("/api/fhir/Patient", params={"_count": "1"}).json()
+        assert "/api/fhir/Patient?" in page["link"][1]["url"]
+        assert c.get(page["link"][1]["url"]).json()["entry"][0]["resource"]["resourceType"] == "Patient"
 
 
 def test_fhirpy_counts_reads_and_pages(server):

@@ -280,6 +280,9 @@ def create_app(store: StoreSource, base_url: str | None = None, *, quiet: bool =
             )
         scope = request.scope
         raw_path = scope.get("raw_path") or scope["path"].encode()
+        root = scope.get("root_path", "").encode()
+        if root and raw_path.startswith(root):  # mounted inside another app: route on the rest
+            raw_path = raw_path[len(root):]
         query = scope.get("query_string", b"")
         if len(raw_path) + len(query) > MAX_URL_BYTES:
             return respond(414, operation_outcome(_too_long_message(len(raw_path) + len(query), query), code="too-long"))
@@ -293,7 +296,7 @@ def create_app(store: StoreSource, base_url: str | None = None, *, quiet: bool =
             return respond(400, operation_outcome("the request URL must be ASCII (percent-encode other characters)",
                                                   code="invalid"))
         lenient = "handling=lenient" in request.headers.get("prefer", "").replace(" ", "").lower()
-        public = facade.base_url or _socket_base(scope)
+        public = facade.base_url or _socket_base(scope) + scope.get("root_path", "")
         status, body = await run_in_threadpool(facade.handle, path, qs, public, lenient)
         return respond(status, body)
 
