@@ -74,6 +74,7 @@ REFUSED = [
     ("Patient", [(THREE_HAS, "x")], THREE_HAS),
     ("Patient", [("name", ",".join(f"n{i}" for i in range(3000)))], "name"),
     ("Patient", [("name", "a")] * 2000, "name"),
+    ("Patient", [("family", ",".join(f"f{i}" for i in range(1000)))] * 4, "family"),  # 4,000 values in all
     ("Patient", [("name:contains", "a" * 2000)], "name:contains"),
     ("Patient", [("family:exact", "Moreau\x00zzz")], "family:exact"),
     ("Observation", [("_offset", "99999999999999999999999")], "_offset"),
@@ -125,8 +126,8 @@ def test_limits_themselves_are_accepted_with_the_right_result(client):
     r = client.get("/Patient", params={"_has:Encounter:patient:_has:Observation:encounter:code": code})
     assert r.status_code == 200
     assert {e["resource"]["id"] for e in r.json().get("entry", [])} == expected and expected
-    # an OR list of 100 values (the maximum) and 30 filter parameters (the maximum)
-    names = ["Moreau"] + [f"zz{i}" for i in range(99)]
+    # an OR list of 1,000 values (the maximum) and 30 filter parameters (the maximum)
+    names = ["Moreau"] + [f"z{i}" for i in range(999)]
     r = client.get("/Patient", params={"family": ",".join(names)})
     assert r.status_code == 200 and r.json()["total"] == 1
     r = client.get("/Patient?" + "&".join(["family=Moreau"] * 30))

@@ -16,7 +16,7 @@ from ..base import NotFound, SearchError, encode_params
 from ..compartment import PATIENT_COMPARTMENT, SHARED_TYPES
 from .dates import MAX_MS, MIN_MS, parse_range
 from .params import SearchParam, lookup, params_for
-from .parse import MAX_OFFSET, MAX_PARAMS, check_text, parse_int
+from .parse import MAX_OFFSET, MAX_PARAMS, MAX_TOTAL_VALUES, check_text, parse_int
 from .parse import DateValue
 from .sql import (
     RANK_COMPARTMENT,
@@ -215,6 +215,14 @@ def parse_request(resource_type: str | None, params: list[tuple[str, str]], comp
         elif base == "_pretty":
             if value not in ("true", "false"):
                 raise SearchError(f"invalid _pretty value {value!r}: expected true or false")
+    n_values = 0
+    for name, value in req.filters:
+        n_values += value.count(",") + 1
+        if n_values > MAX_TOTAL_VALUES:
+            raise SearchError(
+                f"the search has more than {MAX_TOTAL_VALUES} values in all (parameter {name!r} is past the limit); "
+                "split the search"
+            )
     if len(req.filters) > MAX_PARAMS:
         raise SearchError(
             f"the search has {len(req.filters)} filter parameters; at most {MAX_PARAMS} are allowed "

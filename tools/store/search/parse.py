@@ -23,7 +23,8 @@ _INT_RE = re.compile(r"^[0-9]+$")
 # naming the parameter instead of an engine error.
 MAX_CHAIN_DEPTH = 3  # reference hops in one chained parameter (a.b.c.name has three)
 MAX_HAS_DEPTH = 2  # nested _has levels (_has:A:x:_has:B:y:param has two)
-MAX_OR_VALUES = 100  # comma-separated values of one parameter
+MAX_OR_VALUES = 1000  # comma-separated values of one parameter (Blaze's own CI sends 178 codes)
+MAX_TOTAL_VALUES = 3000  # values of all filter parameters of one search together (SQLite's 32,766 arguments)
 MAX_PARAMS = 30  # filter parameters (repeats counted) in one search
 MAX_VALUE_LENGTH = 1024  # characters of one value of an OR list
 MAX_NAME_LENGTH = 256  # characters of a parameter name, chain and modifiers included

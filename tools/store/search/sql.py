@@ -103,9 +103,19 @@ def _in_list(col: str, values: list) -> Sql:
     return Sql(f"{col} IN ({','.join('?' * len(values))})", list(values))
 
 
+_FLAT_OR = 64  # up to this many terms, one flat OR; beyond, a shallow tree of ORs
+
+
 def _or(parts: list[Sql]) -> Sql:
+    """OR of the parts. A long OR list is nested as a balanced tree: SQLite parses ``a OR b OR c ...`` into
+    an expression as deep as the list is long, and refuses past depth 1000."""
     if len(parts) == 1:
         return parts[0]
+    if len(parts) > _FLAT_OR:  # groups of _FLAT_OR: 1,000 terms nest only two levels deep
+        size = _FLAT_OR
+        while len(parts) > size * _FLAT_OR:
+            size *= _FLAT_OR
+        parts = [_or(parts[i : i + size]) for i in range(0, len(parts), size)]
     return Sql("(" + " OR ".join(f"({p.text})" for p in parts) + ")", [a for p in parts for a in p.args])
 
 
