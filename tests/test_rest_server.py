@@ -74,6 +74,22 @@ def serve():
         s.stop()
 
 
+@pytest.fixture
+def serve_with():
+    """Like ``serve`` but returns the server (for its settings and :meth:`stop`)."""
+    servers = []
+
+    def start(store, **kwargs):
+        server = make_server(store, "127.0.0.1", 0, quiet=True, **kwargs)
+        server.start_in_thread()
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
 def test_unexpected_error_is_500_operation_outcome_and_server_survives(serve):
     store = StubStore(fail=RuntimeError("disk on fire"))
     url = serve(store)
@@ -90,12 +106,21 @@ def test_store_errors_keep_their_status(serve):
     assert r.status_code == 400 and "zzz" in r.json()["issue"][0]["diagnostics"]
 
 
-def test_links_and_full_urls_point_at_the_address_the_client_used(serve):
+def test_links_ignore_the_host_header_and_follow_the_bound_address(serve):
     url = serve(StubStore())
-    port = url.rsplit(":", 1)[1]
-    body = httpx.get(f"{url}/Observation", headers={"Host": f"fhir.example.test:{port}"}).json()
-    assert body["link"][0]["url"] == f"http://fhir.example.test:{port}/Observation?_offset=1"
-    assert body["entry"][0]["fullUrl"] == f"http://fhir.example.test:{port}/Observation/a"
+    body = httpx.get(f"{url}/Observation", headers={"Host": "evil.example.test:1"}).json()
+    assert body["link"][0]["url"] == f"{url}/Observation?_offset=1"
+    assert body["entry"][0]["fullUrl"] == f"{url}/Observation/a"
+
+
+def test_links_follow_the_configured_base_url_and_its_path_is_served(serve_with):
+    server = serve_with(StubStore(), base_url="https://fhir.example.test/r4/")
+    local = f"http://127.0.0.1:{server.server_address[1]}"
+    for path in ("/Observation", "/r4/Observation"):  # behind a proxy that keeps or strips the prefix
+        body = httpx.get(local + path, headers={"Host": "evil.example.test"}).json()
+        assert body["link"][0]["url"] == "https://fhir.example.test/r4/Observation?_offset=1"
+        assert body["entry"][0]["fullUrl"] == "https://fhir.example.test/r4/Observation/a"
+    assert server.base_url == "https://fhir.example.test/r4"
 
 
 def test_a_generic_shared_store_is_called_one_request_at_a_time(serve):
@@ -109,22 +134,26 @@ def test_a_generic_shared_store_is_called_one_request_at_a_time(serve):
     assert store.max_active == 1
 
 
-def test_factory_gives_each_connection_its_own_store_and_closes_it(serve):
+def test_factory_gives_each_worker_thread_its_own_store_and_closes_them_at_stop(serve_with):
     made: list[StubStore] = []
+    lock = threading.Lock()
 
     def factory():
-        made.append(StubStore())
-        return made[-1]
+        with lock:
+            made.append(StubStore(delay=0.02))
+            return made[-1]
 
-    url = serve(factory)
-    with httpx.Client() as c:  # one keep-alive connection: one store for both requests
-        c.get(f"{url}/Patient/a")
-        c.get(f"{url}/Patient/b")
-    httpx.get(f"{url}/Patient/c")  # a second connection
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not all(s.closed for s in made):
-        time.sleep(0.02)
-    assert len(made) == 2 and all(s.closed == 1 for s in made)
+    server = serve_with(factory)
+    url = server.base_url
+    threads = [threading.Thread(target=httpx.get, args=(f"{url}/Patient/p{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert made and all(s.max_active == 1 for s in made)  # a store is never used by two threads at once
+    assert not any(s.closed for s in made)
+    server.stop()
+    assert all(s.closed == 1 for s in made)
 
 
 @pytest.mark.parametrize(

@@ -260,30 +260,30 @@ def test_sort_by_date_string_and_multiple_keys(blaze_store, raw, patients):
 # --- $everything -----------------------------------------------------------------------------------
 
 # The clinical date of each type, written independently of the engine's registry.
-CLINICAL = {
-    "Encounter": ("period",), "Observation": ("effectiveDateTime", "effectivePeriod", "issued"),
-    "Condition": ("onsetDateTime", "recordedDate"), "Procedure": ("performedPeriod", "performedDateTime"),
-    "MedicationRequest": ("authoredOn",), "Immunization": ("occurrenceDateTime",),
-    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod", "issued"), "Claim": ("billablePeriod", "created"),
-    "ExplanationOfBenefit": ("billablePeriod", "created"), "CarePlan": ("period",), "CareTeam": ("period",),
-    "ImagingStudy": ("started",), "AllergyIntolerance": ("recordedDate",), "MedicationAdministration": ("effectiveDateTime", "effectivePeriod"),
-    "SupplyDelivery": ("occurrenceDateTime",), "Device": ("manufactureDate",), "Provenance": ("recorded",),
+# The R4 clinical-date parameter (`date`) of the types Synthea emits among its base types: the only
+# resources $everything's start/end filter (docs/search.md, "$everything").
+CLINICAL_DATE_R4 = {
+    "Encounter": ("period",), "Observation": ("effectiveDateTime", "effectivePeriod", "effectiveInstant"),
+    "Procedure": ("performedDateTime", "performedPeriod"), "Immunization": ("occurrenceDateTime",),
+    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod"), "CarePlan": ("period",), "CareTeam": ("period",),
+    "AllergyIntolerance": ("recordedDate",),
 }
 
 
-def _doc_span(r):
-    ctx = r.get("context") or {}
-    return span(ctx, "period") or span(r, "date")
-
-
 def test_everything_with_dates(blaze_store, raw, patients):
+    """start=2015&end=2016 keeps a resource of a clinical-date type when its date matches `ge2015` (starts in
+    2015 or later, or ends after 2015) and `le2016` (ends by the end of 2016, or starts before 2016);
+    resources of other types are all kept."""
     pid = patients[1]
-    start, end = datetime(2015, 1, 1, tzinfo=UTC), datetime(2017, 1, 1, tzinfo=UTC)  # start=2015, end=2016
+    y2015, y2016, y2017 = (datetime(y, 1, 1, tzinfo=UTC) for y in (2015, 2016, 2017))
     want = set()
     for t, i in raw.compartment(pid):
         r = raw.by_type[t][i]
-        sp = _doc_span(r) if t == "DocumentReference" else span(r, *CLINICAL.get(t, ()))
-        if t == "Patient" or sp is None or (sp[1] > start and sp[0] < end):
+        if t not in CLINICAL_DATE_R4:
+            want.add((t, i))
+            continue
+        sp = span(r, *CLINICAL_DATE_R4[t])
+        if sp is not None and (sp[0] >= y2015 or sp[1] > y2016) and (sp[1] <= y2017 or sp[0] < y2016):
             want.add((t, i))
     entries = [e for page in blaze_store.pages(blaze_store.everything(pid, "2015", "2016")) for e in page.get("entry", [])]
     matches = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in entries if e["search"]["mode"] == "match"}

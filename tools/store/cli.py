@@ -11,7 +11,10 @@ def register(subparsers) -> None:
     """Add the store subcommands to the ``ehr-agent`` parser."""
     p = subparsers.add_parser("load", help="load FHIR Bundles / NDJSON files or directories into an embedded store")
     p.add_argument("--store", required=True, help="store directory (created if missing)")
-    p.add_argument("--no-validate", action="store_true", help="skip fhir.resources validation (faster, unsafe)")
+    p.add_argument("--strict", action="store_true",
+                   help="validate every resource against the full R4 model (fhir.resources; ~8x slower) "
+                        "instead of checking the elements the store indexes")
+    p.add_argument("--no-validate", action="store_true", help="skip validation (faster, unsafe)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the load summary as JSON")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -28,6 +31,9 @@ def register(subparsers) -> None:
     f.add_argument("--store", required=True)
     f.add_argument("--host", default="127.0.0.1")
     f.add_argument("--port", type=int, default=8080)
+    f.add_argument("--base-url", help="public base URL for paging links and fullUrls (e.g. https://fhir.example.org/fhir); "
+                   "default: http://HOST:PORT as bound (the client's Host header is never used)")
+    f.add_argument("--quiet", "-q", action="store_true", help="no access log")
     f.set_defaults(func=cmd_serve)
 
     st = subparsers.add_parser("stats", help="resources per type and unresolved references of an embedded store")
@@ -44,7 +50,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     out = Console()
     store = SQLiteStore(args.store, create=True)
     try:
-        summary = store.load(args.paths, validate=not args.no_validate, progress=not args.quiet and sys.stderr.isatty())
+        validate = False if args.no_validate else ("strict" if args.strict else True)
+        summary = store.load(args.paths, validate=validate, progress=not args.quiet and sys.stderr.isatty())
     except RefusedFile as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -113,7 +120,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
-    serve(args.store, host=args.host, port=args.port)
+    serve(args.store, host=args.host, port=args.port, base_url=args.base_url, quiet=args.quiet)
     return 0
 
 

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
 from pydantic import BaseModel, Field
 
 from .base import SearchError, normalize_params
-from .validation import InvalidResource, check_resource_type, validate_resource
+from .validation import DEFAULT_LEVEL, LEVELS, InvalidResource, check_resource_type, validate_level
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sqlite_store import SQLiteStore
@@ -135,20 +136,35 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8")
 
 
-def _read_json(path: Path) -> object:
+def read_text(path: Path) -> str:
+    """The whole (decompressed) text of a bundle file; :class:`RefusedFile` if it cannot be read."""
     try:
         with _open_text(path) as fh:
-            text = fh.read()
+            return fh.read()
     except UnicodeDecodeError:
         raise RefusedFile("not UTF-8 text (binary file?)") from None
     except (OSError, EOFError) as e:  # bad bz2/gzip stream
         raise RefusedFile(f"cannot decompress: {e}") from None
+
+
+def parse_json(text: str) -> object:
+    """Parse a bundle's text (orjson: several times faster than the json module on large bundles)."""
     if not text.strip():
         raise RefusedFile("empty file")
     try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # orjson's messages lack line and column: let the json module say where the problem is
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise RefusedFile(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except (ValueError, RecursionError) as e:
+        raise RefusedFile(f"malformed JSON: {e}") from None
+
+
+def _read_json(path: Path) -> object:
+    return parse_json(read_text(path))
 
 
 def _ndjson_resources(path: Path) -> Iterator[dict]:
@@ -282,7 +298,18 @@ class Resolver:
         self.cache[f"{rtype}?{query}"] = ref
 
 
-def prepare_entries(entries: list[Entry], resolver: Resolver, *, validate: bool = True) -> tuple[list[PreparedResource], int]:
+def validation_level(validate: bool | str | None) -> str | None:
+    """``True`` -> the default level (``"index"``), ``"index"``/``"strict"`` as given, falsy -> none."""
+    if validate is True:
+        return DEFAULT_LEVEL
+    if not validate:
+        return None
+    if validate not in LEVELS:
+        raise ValueError(f"validate must be True, False or one of {LEVELS}, not {validate!r}")
+    return validate
+
+
+def prepare_entries(entries: list[Entry], resolver: Resolver, *, validate: bool | str = True) -> tuple[list[PreparedResource], int]:
     """Validate, assign ids and resolve references for one bundle. Returns (resources, skipped conditional creates).
 
     Raises :class:`RefusedFile` (nothing written) if any resource fails.
@@ -294,8 +321,9 @@ def prepare_entries(entries: list[Entry], resolver: Resolver, *, validate: bool 
         r = e.resource
         try:
             check_resource_type(r.get("resourceType"))
-            if validate:
-                validate_resource(r)
+            level = validation_level(validate)
+            if level:
+                validate_level(r, level)
         except InvalidResource as err:
             raise RefusedFile(f"entry {i}: {err}") from None
         rtype = r["resourceType"]
@@ -346,11 +374,18 @@ def prepare_entries(entries: list[Entry], resolver: Resolver, *, validate: bool 
 NDJSON_CHUNK = 2000
 
 
-def file_units(path: Path) -> Iterator[list[Entry]]:
+def is_ndjson(path: Path) -> bool:
+    return ".ndjson" in path.name.lower()
+
+
+def file_units(path: Path, text: str | None = None) -> Iterator[list[Entry]]:
     """The entries of one file in chunks: a Bundle is one chunk; NDJSON is streamed in chunks of
-    ``NDJSON_CHUNK`` lines. All chunks of a file are written in one transaction."""
-    name = path.name.lower()
-    if ".ndjson" in name:
+    ``NDJSON_CHUNK`` lines. All chunks of a file are written in one transaction. ``text`` is a bundle's
+    text when already read (by a validation worker), so the file is not decompressed twice."""
+    if text is not None:
+        yield bundle_entries(parse_json(text))
+        return
+    if is_ndjson(path):
         chunk: list[Entry] = []
         for r in _ndjson_resources(path):
             chunk.append(Entry(r))
@@ -363,22 +398,28 @@ def file_units(path: Path) -> Iterator[list[Entry]]:
         yield bundle_entries(_read_json(path))
 
 
-def validate_file(path: str) -> str | None:
-    """Validate every resource of one file; return the first problem as a one-line message, or None.
+def validate_file(path: str, level: str = DEFAULT_LEVEL) -> tuple[str | None, str | None]:
+    """Validate every resource of one file: ``(first problem as a one-line message or None, text)``.
 
     Runs in a worker process (see :func:`load_paths`): validation with ``fhir.resources`` is most of the
-    cost of a load, and it needs nothing from the store.
+    cost of a load, and it needs nothing from the store. For a bundle (read whole anyway) the decompressed
+    text comes back too, so the writer does not decompress the file a second time (bz2 costs about as
+    much as parsing); NDJSON, streamed in chunks, is read again by the writer.
     """
+    p = Path(path)
+    text = None
     try:
-        for entries in file_units(Path(path)):
+        if not is_ndjson(p):
+            text = read_text(p)
+        for entries in file_units(p, text):
             for i, e in enumerate(entries):
                 try:
-                    validate_resource(e.resource)
+                    validate_level(e.resource, level)
                 except InvalidResource as err:
-                    return f"entry {i}: {err}"
+                    return f"entry {i}: {err}", None
     except RefusedFile as err:
-        return str(err)
-    return None
+        return str(err), None
+    return None, text
 
 
 def _validation_pool(n_files: int, workers: int | None):
@@ -391,21 +432,66 @@ def _validation_pool(n_files: int, workers: int | None):
 
     # fork, not spawn/forkserver: those re-import the caller's __main__, which breaks scripts and
     # notebooks without a main guard. The pool is created before any progress thread starts.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this validation worker end when the loading process ends, however it ends.
+
+    A worker blocked reading its task queue never sees EOF after ``kill -9`` of the parent (the
+    workers themselves hold the queue's write end), so it would live on, holding the parent's
+    stdout/stderr pipes, and a caller waiting for those pipes to close would hang. On Linux the
+    kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``) ends it at once, with no
+    thread and no polling; the ``getppid`` check closes the race where the parent died before the
+    prctl call. Elsewhere a daemon thread polls the parent's pid once a second.
+    """
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):  # pragma: no cover - no usable libc: fall back to polling
+            pass
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def load_paths(
     store: "SQLiteStore",
     paths: Iterable[str | os.PathLike],
     *,
-    validate: bool = True,
+    validate: bool | str = True,
     progress: bool = False,
     workers: int | None = None,
 ) -> LoadSummary:
     """Load files and directories into ``store``; each file is atomic. Never raises for a bad file:
     refused files are reported in the summary with a one-line reason.
 
-    With ``validate`` (the default) and more than a few files, validation runs ahead in ``workers``
+    ``validate``: ``True`` (the default level, ``"index"``: every element the index reads is checked),
+    ``"strict"`` (also the full R4 model check with ``fhir.resources``) or ``False``.
+    With validation and more than a few files, validation runs ahead in ``workers``
     processes (default: up to 2) while this process resolves references and writes; at most
     ``2 * workers + 2`` files are in flight, so memory stays flat.
     """
@@ -415,36 +501,38 @@ def load_paths(
     files = iter_source_files(named)
     explicit = {p.resolve() for p in named if p.is_file()}
     resolver = Resolver(store)
-    pool = _validation_pool(len(files), workers) if validate else None
+    level = validation_level(validate)
+    pool = _validation_pool(len(files), workers) if level else None
     ahead = 2 * (pool._max_workers if pool else 0) + 2
     pending: dict[int, object] = {}
     if pool:
         for j in range(min(ahead, len(files))):
-            pending[j] = pool.submit(validate_file, str(files[j]))
+            pending[j] = pool.submit(validate_file, str(files[j]), level)
     bar = _progress(progress, len(files))
     try:
         for idx, path in enumerate(files):
             if pool:
                 for j in range(idx, min(idx + ahead, len(files))):
                     if j not in pending:
-                        pending[j] = pool.submit(validate_file, str(files[j]))
+                        pending[j] = pool.submit(validate_file, str(files[j]), level)
             report = FileReport(path=str(path), status="loaded")
             try:
-                def chunks(path=path, report=report):
-                    for entries in file_units(path):
-                        prepared, skipped = prepare_entries(entries, resolver, validate=validate and pool is None)
+                text = None
+                if pool:
+                    # the worker is ahead: a refused file is refused before anything is written
+                    problem, text = pending.pop(idx).result()
+                    if problem:
+                        raise RefusedFile(problem)
+
+                def chunks(path=path, report=report, text=text):
+                    for entries in file_units(path, text):
+                        prepared, skipped = prepare_entries(entries, resolver, validate=level if pool is None else False)
                         report.skipped_conditional += skipped
                         for k, v in Counter(p.rtype for p in prepared).items():
                             report.resources[k] = report.resources.get(k, 0) + v
                         yield prepared
 
-                def verdict(idx=idx):
-                    if pool:
-                        problem = pending.pop(idx).result()
-                        if problem:
-                            raise RefusedFile(problem)
-
-                stats = store._write_prepared(chunks(), str(path), before_commit=verdict)
+                stats = store._write_prepared(chunks(), str(path))
                 report.inserted, report.updated, report.unchanged = stats["inserted"], stats["updated"], stats["unchanged"]
             except RefusedFile as err:
                 pending.pop(idx, None)

@@ -17,11 +17,17 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import orjson
+
 from . import search as engine
 from .base import FHIRStore, NotFound, Params, ParamsLike, SearchError, StoreError, normalize_params, parse_search_path
 from .compartment import patient_compartments
+from .search.parse import MAX_OFFSET, parse_int
 
 DB_NAME = "store.sqlite"
+
+# SQLite errors that mean "this statement is beyond the engine's limits", not a broken store.
+_TOO_COMPLEX = ("parser stack overflow", "too large", "too complex", "too many", "too big")
 
 CORE_DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -46,6 +52,15 @@ CREATE INDEX IF NOT EXISTS unresolved_rid ON unresolved(rid);
 
 # Changes whenever the tables or the index extraction change, so an old store is detected, not misread.
 SCHEMA_FINGERPRINT = hashlib.sha1((CORE_DDL + engine.INDEX_DDL + getattr(engine, "INDEX_VERSION", "")).encode()).hexdigest()[:12]
+
+
+def _dumps(resource: dict) -> str:
+    """A resource as stored: compact JSON text (orjson; the json module for what orjson cannot encode,
+    such as integers past 64 bits)."""
+    try:
+        return orjson.dumps(resource).decode()
+    except TypeError:
+        return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
 
 
 def _now() -> str:
@@ -134,16 +149,32 @@ class SQLiteStore(FHIRStore):
         ).fetchone()
         if row is None:
             raise NotFound(f"{resource_type}/{resource_id} is not in the store")
-        return json.loads(row[0])
+        return orjson.loads(row[0])
 
     def search(self, resource_type: str | None, params: ParamsLike = None, *, compartment: tuple[str, str] | None = None) -> dict:
         if compartment is not None:
             ctype, cid = compartment
             if ctype != "Patient":
                 raise SearchError(f"only the Patient compartment is supported, not {ctype}")
-        return engine.execute_search(
-            self._conn(), resource_type, normalize_params(params), compartment=compartment, base_url=self.base_url
+        return self._guard(
+            engine.execute_search,
+            self._conn(), resource_type, normalize_params(params), compartment=compartment, base_url=self.base_url,
         )
+
+    @staticmethod
+    def _guard(fn, *args, **kwargs) -> dict:
+        """Run a search; SQLite's own limits (expression depth, parser stack, pattern length, integer range)
+        become a 400 SearchError. The documented limits (docs/search.md) are checked first and keep valid
+        searches clear of these; this is the net under them, never the normal path."""
+        try:
+            return fn(*args, **kwargs)
+        except OverflowError as e:
+            raise SearchError(f"a number in the search is out of range ({e})") from None
+        except sqlite3.OperationalError as e:
+            msg = str(e)
+            if any(t in msg for t in _TOO_COMPLEX):
+                raise SearchError(f"the search is too complex for the store ({msg}); simplify it or split it") from None
+            raise
 
     def next_page(self, bundle: dict) -> dict | None:
         nxt = next((lk.get("url") for lk in bundle.get("link", []) if lk.get("relation") == "next"), None)
@@ -153,17 +184,18 @@ class SQLiteStore(FHIRStore):
         req = parse_search_path(rel)
         if req.operation == "$everything":
             p = dict(req.params)
-            count = int(p["_count"]) if "_count" in p else None
-            return engine.execute_everything(
-                self._conn(), req.resource_id or "", p.get("start"), p.get("end"),
-                count=count, offset=int(p.get("_offset", 0)), base_url=self.base_url,
+            count = parse_int("_count", p["_count"]) if "_count" in p else None
+            offset = parse_int("_offset", p["_offset"], maximum=MAX_OFFSET) if "_offset" in p else 0
+            return self._guard(
+                engine.execute_everything, self._conn(), req.resource_id or "", p.get("start"), p.get("end"),
+                count=count, offset=offset, base_url=self.base_url,
             )
         return self.search(req.resource_type, req.params, compartment=req.compartment)
 
     def everything(self, patient_id: str, start: str | None = None, end: str | None = None, *, count: int | None = None) -> dict:
         self.read("Patient", patient_id)  # NotFound for an unknown patient
-        return engine.execute_everything(
-            self._conn(), patient_id, start, end, count=count, offset=0, base_url=self.base_url
+        return self._guard(
+            engine.execute_everything, self._conn(), patient_id, start, end, count=count, offset=0, base_url=self.base_url
         )
 
     def patient_ids(self) -> list[str]:
@@ -191,11 +223,12 @@ class SQLiteStore(FHIRStore):
         return [UnresolvedReference(source=s, reference=ref, reason=why or "", file=f) for s, ref, why, f in rows]
 
     # ------------------------------------------------------------------------------------ writes
-    def load(self, paths: Iterable[str | os.PathLike], *, validate: bool = True, progress: bool = False,
+    def load(self, paths: Iterable[str | os.PathLike], *, validate: bool | str = True, progress: bool = False,
              workers: int | None = None):
         """Load bundle/NDJSON files and directories. Returns a :class:`tools.store.loader.LoadSummary`.
 
         Each file is atomic; a refused file is reported, never raised, and leaves the store unchanged.
+        ``validate``: True (index-level checks, the default), ``"strict"`` (plus ``fhir.resources``) or False.
         ``workers`` validation processes run ahead of the writer (default: up to 2; 0 validates inline).
         """
         from .loader import load_paths
@@ -248,7 +281,7 @@ class SQLiteStore(FHIRStore):
                         version = 1 if row is None else row[1] + 1
                         res = pr.resource
                         res["meta"] = {**(res.get("meta") or {}), "versionId": str(version), "lastUpdated": now}
-                        doc = json.dumps(res, separators=(",", ":"))
+                        doc = _dumps(res)
                         if row is None:
                             key, next_rid = next_rid, next_rid + 1
                             batch.resources.append((key, *pr.rid_key, version, now, pr.hash, doc))

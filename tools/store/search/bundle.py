@@ -6,24 +6,80 @@ Result parameters are validated like search parameters: an unknown or malformed 
 
 from __future__ import annotations
 
-import json
 import sqlite3
+from collections import OrderedDict
+
+import orjson
 from dataclasses import dataclass, field
 
 from ..base import NotFound, SearchError, encode_params
 from ..compartment import PATIENT_COMPARTMENT, SHARED_TYPES
 from .dates import MAX_MS, MIN_MS, parse_range
-from .params import CLINICAL_PARAM, SearchParam, lookup, params_for
-from .parse import parse_int
-from .sql import RANK_COMPARTMENT, Compiler, Cond, Sql, latest_first_param, sort_terms, walk_window
+from .params import SearchParam, lookup, params_for
+from .parse import MAX_OFFSET, MAX_PARAMS, MAX_TOTAL_VALUES, check_text, parse_int
+from .parse import DateValue
+from .sql import (
+    RANK_COMPARTMENT,
+    Compiler,
+    Cond,
+    Sql,
+    _col_range,
+    date_condition,
+    latest_first_param,
+    sort_terms,
+    walk_window,
+)
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 _MAX_ITERATE = 5
+MAX_INCLUDE_PARAMS = 10  # _include/_revinclude parameters in one search
+MAX_SORT_KEYS = 5
+# The base types of the R4 SearchParameter clinical-date (its `date` on each): the types whose resources
+# $everything's start/end filter. Resources of every other type belong to the record whatever their dates.
+EVERYTHING_DATE_TYPES = frozenset({
+    "AllergyIntolerance", "CarePlan", "CareTeam", "ClinicalImpression", "Composition", "Consent",
+    "DiagnosticReport", "Encounter", "EpisodeOfCare", "FamilyMemberHistory", "Flag", "Immunization", "List",
+    "Observation", "Procedure", "RiskAssessment", "SupplyRequest",
+})
+MAX_INCLUDED = 1000  # _include/_revinclude resources per page; more are cut with a warning entry
+
+
+def outcome_entry(message: str, *, code: str = "informational", severity: str = "warning") -> dict:
+    """A searchset entry (``search.mode = outcome``) carrying a warning about this page."""
+    return {
+        "resource": {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": severity, "code": code, "diagnostics": message}],
+        },
+        "search": {"mode": "outcome"},
+    }
+
+
+def split_unknown(resource_type: str | None, params: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """``(kept, ignored names)``: for lenient handling (``Prefer: handling=lenient``), the parameters the
+    engine does not know (or does not support) are set aside; everything else is kept and checked as usual."""
+    kept: list[tuple[str, str]] = []
+    ignored: list[str] = []
+    for name, value in params:
+        base = name.split(":", 1)[0].split(".", 1)[0]
+        if base in _UNSUPPORTED:
+            ignored.append(name)
+        elif base in _RESULT_PARAMS or base == "_has":
+            kept.append((name, value))
+        elif lookup(resource_type or "", base) is None:
+            ignored.append(name)
+        else:
+            kept.append((name, value))
+    return kept, ignored
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+# Internal keyset cursor in the store's own next links: the last row id of the previous page, so the
+# next page of an unsorted search starts there instead of counting past _offset rows. _offset stays in
+# the link (and alone still works) so totals, self links and clients that build offsets are unchanged.
+AFTER_PARAM = "_page_after"
 _RESULT_PARAMS = {
     "_count", "_offset", "_sort", "_include", "_revinclude", "_elements", "_summary", "_total", "_type",
-    "_format", "_pretty",
+    "_format", "_pretty", "_totalMethod", AFTER_PARAM,
 }
 _UNSUPPORTED = {
     "_contained": "contained resources are not searched",
@@ -52,6 +108,7 @@ class Request:
     filters: list[tuple[str, str]] = field(default_factory=list)
     count: int = DEFAULT_COUNT
     offset: int = 0
+    after: int | None = None
     sort: str | None = None
     includes: list[_Include] = field(default_factory=list)
     revincludes: list[_Include] = field(default_factory=list)
@@ -94,8 +151,12 @@ def _parse_include(name: str, value: str, reverse: bool) -> _Include:
 def parse_request(resource_type: str | None, params: list[tuple[str, str]], compartment) -> Request:
     """Split ``params`` into filters and validated result parameters."""
     req = Request()
+    n_inc = 0
     for name, value in params:
         base = name.split(":", 1)[0]
+        if base in _RESULT_PARAMS:
+            check_text(name, name, "name")
+            check_text(name, value)
         if base in _UNSUPPORTED:
             raise SearchError(f"parameter {name!r} is not supported: {_UNSUPPORTED[base]}")
         if base not in _RESULT_PARAMS:
@@ -106,15 +167,20 @@ def parse_request(resource_type: str | None, params: list[tuple[str, str]], comp
         if base == "_count":
             req.count = min(parse_int(name, value), MAX_COUNT)
         elif base == "_offset":
-            req.offset = parse_int(name, value)
+            req.offset = parse_int(name, value, maximum=MAX_OFFSET)
+        elif base == AFTER_PARAM:
+            req.after = parse_int(name, value, maximum=2**62)
         elif base == "_sort":
             if not value:
                 raise SearchError("empty _sort value")
             req.sort = value if req.sort is None else req.sort + "," + value
-        elif base == "_include":
-            req.includes.append(_parse_include(name, value, False))
-        elif base == "_revinclude":
-            req.revincludes.append(_parse_include(name, value, True))
+            if req.sort.count(",") >= MAX_SORT_KEYS:
+                raise SearchError(f"parameter '_sort': at most {MAX_SORT_KEYS} sort keys are allowed")
+        elif base in ("_include", "_revinclude"):
+            n_inc += 1
+            if n_inc > MAX_INCLUDE_PARAMS:
+                raise SearchError(f"parameter {name!r}: at most {MAX_INCLUDE_PARAMS} _include/_revinclude parameters are allowed")
+            (req.includes if base == "_include" else req.revincludes).append(_parse_include(name, value, base == "_revinclude"))
         elif base == "_elements":
             elems = [e.strip() for e in value.split(",") if e.strip()]
             if not elems:
@@ -132,6 +198,9 @@ def parse_request(resource_type: str | None, params: list[tuple[str, str]], comp
         elif base == "_total":
             if value not in ("none", "estimate", "accurate"):
                 raise SearchError(f"invalid _total value {value!r}: expected none, estimate or accurate")
+        elif base == "_totalMethod":  # Aidbox's spelling (fhirpy's .count() sends it); totals are always exact here
+            if value not in ("count", "estimate", "none"):
+                raise SearchError(f"invalid _totalMethod value {value!r}: expected count, estimate or none")
         elif base == "_type":
             if resource_type is not None:
                 raise SearchError("_type is only allowed in a search across types (e.g. Patient/ID/*)")
@@ -146,6 +215,19 @@ def parse_request(resource_type: str | None, params: list[tuple[str, str]], comp
         elif base == "_pretty":
             if value not in ("true", "false"):
                 raise SearchError(f"invalid _pretty value {value!r}: expected true or false")
+    n_values = 0
+    for name, value in req.filters:
+        n_values += value.count(",") + 1
+        if n_values > MAX_TOTAL_VALUES:
+            raise SearchError(
+                f"the search has more than {MAX_TOTAL_VALUES} values in all (parameter {name!r} is past the limit); "
+                "split the search"
+            )
+    if len(req.filters) > MAX_PARAMS:
+        raise SearchError(
+            f"the search has {len(req.filters)} filter parameters; at most {MAX_PARAMS} are allowed "
+            f"(parameter {req.filters[MAX_PARAMS][0]!r} is past the limit)"
+        )
     return req
 
 
@@ -213,10 +295,10 @@ def _patient_hint(rtype: str | None, filters: list[tuple[str, str]]) -> str | No
 
 def _fetch(conn: sqlite3.Connection, rids: list[int]) -> dict[int, dict]:
     out: dict[int, dict] = {}
-    for i in range(0, len(rids), 500):
-        chunk = rids[i : i + 500]
+    for i in range(0, len(rids), 1000):
+        chunk = rids[i : i + 1000]
         for rid, js in conn.execute(f"SELECT rid, json FROM resources WHERE rid IN ({','.join('?' * len(chunk))})", chunk):
-            out[rid] = json.loads(js)
+            out[rid] = orjson.loads(js)
     return out
 
 
@@ -264,8 +346,9 @@ def _revinclude_rids(conn, rids: list[int], inc: _Include) -> set[int]:
     return out
 
 
-def _included(conn, match_rids: list[int], req: Request) -> list[int]:
-    """Rids of ``_include``/``_revinclude`` resources for one page (``:iterate`` applied to a fixed point)."""
+def _included(conn, match_rids: list[int], req: Request) -> tuple[list[int], bool]:
+    """Rids of ``_include``/``_revinclude`` resources for one page (``:iterate`` applied to a fixed point),
+    at most :data:`MAX_INCLUDED` of them, and whether the cap cut the list."""
     seen = set(match_rids)
     extra: list[int] = []
     frontier = list(match_rids)
@@ -282,13 +365,16 @@ def _included(conn, match_rids: list[int], req: Request) -> list[int]:
         if not new:
             break
         ordered = sorted(new)
+        if len(extra) + len(ordered) > MAX_INCLUDED:
+            extra.extend(ordered[: MAX_INCLUDED - len(extra)])
+            return extra, True
         extra.extend(ordered)
         seen |= new
         frontier = ordered
         first = False
         if not any(i.iterate for i in req.includes + req.revincludes):
             break
-    return extra
+    return extra, False
 
 
 def _apply_elements(resource: dict, elements: list[str]) -> dict:
@@ -323,14 +409,41 @@ def _path(resource_type: str | None, compartment: tuple[str, str] | None) -> str
     return tail
 
 
-def _links(base_url: str, path: str, params: list[tuple[str, str]], offset: int, count: int, total: int) -> list[dict]:
-    kept = [(k, v) for k, v in params if k != "_offset"]
+def _links(
+    base_url: str, path: str, params: list[tuple[str, str]], offset: int, count: int, total: int,
+    after: int | None = None,
+) -> list[dict]:
+    kept = [(k, v) for k, v in params if k not in ("_offset", AFTER_PARAM)]
     self_q = encode_params(kept + ([("_offset", str(offset))] if offset else []))
     links = [{"relation": "self", "url": f"{base_url}/{path}" + (f"?{self_q}" if self_q else "")}]
     if count > 0 and offset + count < total:
-        nq = encode_params(kept + [("_offset", str(offset + count))])
+        cursor = [(AFTER_PARAM, str(after))] if after is not None else []
+        nq = encode_params(kept + [("_offset", str(offset + count))] + cursor)
         links.append({"relation": "next", "url": f"{base_url}/{path}?{nq}"})
     return links
+
+
+_COUNT_CACHE: OrderedDict[tuple, int] = OrderedDict()
+_COUNT_CACHE_SIZE = 256
+
+
+def _count(conn: sqlite3.Connection, fw: Sql) -> int:
+    """``count(*)`` of a search, remembered while the database is unchanged.
+
+    Paging through a large result asks for the same total on every page; ``PRAGMA data_version``
+    changes whenever another connection commits, so a cached total is never stale.
+    """
+    version = conn.execute("PRAGMA data_version").fetchone()[0]
+    key = (id(conn), version, fw.text, tuple(fw.args))
+    hit = _COUNT_CACHE.get(key)
+    if hit is not None:
+        _COUNT_CACHE.move_to_end(key)
+        return hit
+    total = conn.execute(f"SELECT count(*) {fw.text}", fw.args).fetchone()[0]
+    _COUNT_CACHE[key] = total
+    if len(_COUNT_CACHE) > _COUNT_CACHE_SIZE:
+        _COUNT_CACHE.popitem(last=False)
+    return total
 
 
 def _entry(base_url: str, resource: dict, mode: str) -> dict:
@@ -388,6 +501,7 @@ def execute_search(
     req = parse_request(resource_type, params, compartment)
     path = _path(resource_type, compartment)
     bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
+    after: int | None = None
     if req.sort and req.summary != "count" and req.count > 0:
         order = sort_terms(resource_type, req.sort, "r")
         latest = latest_first_param(resource_type, req.sort)
@@ -406,19 +520,25 @@ def execute_search(
             rids = ordered[req.offset : req.offset + req.count]
     else:
         fw = _from_where(conn, resource_type, req, compartment)
-        total = conn.execute(f"SELECT count(*) {fw.text}", fw.args).fetchone()[0]
+        total = _count(conn, fw)
         if req.summary == "count" or req.count == 0:
             bundle["total"] = total
             bundle["link"] = _links(base_url, path, params, req.offset, 0, total)
             return bundle
-        rids = [
-            rid
-            for (rid,) in conn.execute(
-                f"SELECT r.rid {fw.text} ORDER BY r.rid LIMIT ? OFFSET ?", [*fw.args, req.count, req.offset]
-            )
-        ]
+        if req.after is not None:
+            # the rows are the outer query's, so the cursor applies to its alias whatever drives it
+            sql = f"SELECT * FROM (SELECT r.rid AS rid {fw.text}) WHERE rid > ? ORDER BY rid LIMIT ?"
+            rids = [rid for (rid,) in conn.execute(sql, [*fw.args, req.after, req.count])]
+        else:
+            rids = [
+                rid
+                for (rid,) in conn.execute(
+                    f"SELECT r.rid {fw.text} ORDER BY r.rid LIMIT ? OFFSET ?", [*fw.args, req.count, req.offset]
+                )
+            ]
+        after = rids[-1] if rids else None
     bundle["total"] = total
-    extra = _included(conn, rids, req) if (req.includes or req.revincludes) and rids else []
+    extra, cut = _included(conn, rids, req) if (req.includes or req.revincludes) and rids else ([], False)
     resources = _fetch(conn, rids + extra)
     entries = []
     for rid in rids:
@@ -428,7 +548,13 @@ def execute_search(
         res = _apply_summary(res, req.summary)
         entries.append(_entry(base_url, res, "match"))
     entries.extend(_entry(base_url, resources[rid], "include") for rid in extra)
-    bundle["link"] = _links(base_url, path, params, req.offset, req.count, total)
+    if cut:
+        entries.append(outcome_entry(
+            f"_include/_revinclude: this page's included resources were cut at {MAX_INCLUDED} "
+            f"(the cap per page); ask for fewer matches per page (a smaller _count) to get them all",
+            code="too-costly",
+        ))
+    bundle["link"] = _links(base_url, path, params, req.offset, req.count, total, after)
     if entries:
         bundle["entry"] = entries
     return bundle
@@ -446,8 +572,9 @@ def execute_everything(
 ) -> dict:
     """``Patient/ID/$everything``: one page of the patient's record.
 
-    Holds the Patient, every resource of the patient's compartment whose clinical date (see
-    :data:`params.CLINICAL_DATE`) overlaps ``[start, end]`` or that has no clinical date, and, as
+    Holds the Patient and every resource of the patient's compartment; with ``start``/``end``, resources of
+    the types in :data:`EVERYTHING_DATE_TYPES` only when their ``date`` (R4 clinical-date) matches
+    ``date=ge{start}`` and ``date=le{end}``. Then, as
     ``include`` entries, the shared resources (Medication, Practitioner, PractitionerRole,
     Organization, Location) those resources reference.  Ordered: Patient, compartment resources in
     load order, then the shared ones.
@@ -455,18 +582,21 @@ def execute_everything(
     exists = conn.execute("SELECT 1 FROM resources WHERE type = 'Patient' AND id = ?", [patient_id]).fetchone()
     if exists is None:
         raise NotFound(f"Patient/{patient_id} not found")
-    lo, hi = MIN_MS, MAX_MS
+    for pname, v in (("start", start), ("end", end)):
+        if v is not None:
+            check_text(pname, v)
+    bounds: list[DateValue] = []
     if start:
         r = parse_range(start)
         if r is None:
             raise SearchError(f"invalid date {start!r} for parameter 'start'")
-        lo = r[0]
+        bounds.append(DateValue("ge", r[0], r[1]))
     if end:
         r = parse_range(end)
         if r is None:
             raise SearchError(f"invalid date {end!r} for parameter 'end'")
-        hi = r[1]
-    if lo >= hi:
+        bounds.append(DateValue("le", r[0], r[1]))
+    if start and end and bounds[0].lo >= bounds[1].hi:
         raise SearchError(f"parameter 'start' ({start}) is after 'end' ({end})")
     if count is not None and count < 0:
         raise SearchError("parameter '_count' must be >= 0")
@@ -475,12 +605,19 @@ def execute_everything(
     page = min(count if count is not None else DEFAULT_COUNT, MAX_COUNT)
     date_filter = ""
     args: list = [patient_id]
-    if start or end:
+    if bounds:
+        # start/end are the R4 clinical-date parameter `date` searched with ge{start} and le{end} (as Blaze
+        # does): only types that have that parameter are filtered; see docs/search.md "$everything".
+        types = sorted(t for t in EVERYTHING_DATE_TYPES if isinstance(lookup(t, "date"), SearchParam))
+        clauses = []
+        for b in bounds:
+            cond = date_condition(_col_range("lo", "hi"), b)
+            clauses.append(f"EXISTS (SELECT 1 FROM sp_date WHERE rid = r.rid AND +param = 'date' AND ({cond.text}))")
+            args += cond.args
         date_filter = (
-            " AND (r.type = 'Patient' OR NOT EXISTS (SELECT 1 FROM sp_date WHERE rid = r.rid AND +param = ?)"
-            " OR EXISTS (SELECT 1 FROM sp_date WHERE rid = r.rid AND +param = ? AND hi > ? AND lo < ?))"
+            f" AND (r.type NOT IN ({','.join('?' * len(types))}) OR ({' AND '.join(clauses)}))"
         )
-        args += [CLINICAL_PARAM, CLINICAL_PARAM, lo, hi]
+        args = [patient_id, *types, *args[1:]]
     match = [
         rid
         for (rid,) in conn.execute(

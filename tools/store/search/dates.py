@@ -87,8 +87,10 @@ def ms_to_instant(ms: int) -> str:
     """Epoch ms as the store's ``last_updated`` text form (``2024-01-02T03:04:05.000Z``)."""
     if ms <= MIN_MS:
         return "0000-01-01T00:00:00.000Z"
-    if ms >= MAX_MS:
-        return "9999-12-31T23:59:59.999Z"
+    if ms >= _YEAR_10000:
+        # Past the last instant a 4-digit year can write: a bound that sorts after every stored
+        # last_updated. (Formatting year 10000 as text would sort *before* "2026-...".)
+        return "9999-99"
     days, rem = divmod(ms, _MS_DAY)
     # inverse of _days_from_civil
     z = days + 719468
@@ -132,3 +134,6 @@ def value_ranges(value: object, kind: str | None) -> list[tuple[int, int]]:
             out.extend(value_ranges(bounds, "Period"))
         return out
     return []
+
+
+_YEAR_10000 = _days_from_civil(10000, 1, 1) * _MS_DAY

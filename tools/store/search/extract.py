@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from ..compartment import patient_compartments
 from .dates import value_ranges
-from .params import CLINICAL_DATE, CLINICAL_PARAM, COMMON_PARAMS, COMPOSITES, SEARCH_PARAMS, Composite, SearchParam, Step
+from .params import COMMON_PARAMS, COMPOSITES, SEARCH_PARAMS, Composite, SearchParam, Step
 
 # Bump when index_rows changes what it extracts: stores written before are then refused, not misread.
 INDEX_VERSION = "search-4"
@@ -324,7 +324,19 @@ _INDEXED: dict[str, tuple[SearchParam, ...]] = {
     for t, params in SEARCH_PARAMS.items()
 }
 _COMPOSITES = {t: tuple(c for c in cs.values() if not c.alias_of) for t, cs in COMPOSITES.items()}
+
+
+def _heads(p: SearchParam) -> frozenset[str] | None:
+    """Top-level element names a parameter can read, or None when a choice element ([x]) or a special
+    extractor makes that open (those are always extracted)."""
+    if p.special == "deceased" or any(path[0].choice == "x" for path in p.paths):
+        return None
+    return frozenset(path[0].name + (path[0].choice or "") for path in p.paths)
+
+
 _COMMON_INDEXED = tuple(p for p in COMMON_PARAMS.values() if p.special not in ("_id", "_lastUpdated"))
+_HEADS = {t: tuple((p, _heads(p)) for p in ps) for t, ps in _INDEXED.items()}
+_COMMON_HEADS = tuple((p, _heads(p)) for p in _COMMON_INDEXED)
 
 
 def index_rows(resource: dict) -> dict[str, list[tuple]]:
@@ -334,16 +346,16 @@ def index_rows(resource: dict) -> dict[str, list[tuple]]:
     """
     rtype = resource.get("resourceType") or ""
     rows: dict[str, set] = {t: set() for t in INDEX_TABLES}
-    for p in _INDEXED.get(rtype, _COMMON_INDEXED):
+    keys = resource.keys()
+    for p, heads in _HEADS.get(rtype, _COMMON_HEADS):
+        # most parameters of a type are absent from a given resource: skip those without a call
+        if heads is not None and heads.isdisjoint(keys):
+            continue
         _extract_param(resource, rtype, p, rows)
     for c in _COMPOSITES.get(rtype, ()):
         _extract_composite(resource, rtype, c, rows)
-    for path in CLINICAL_DATE.get(rtype, ()):
-        ranges = [r for v, kind in walk(resource, path) for r in value_ranges(v, kind)]
-        if ranges:
-            for lo, hi in ranges:
-                rows["sp_date"].add((rtype, CLINICAL_PARAM, lo, hi))
-            break
+    # (No "$clinical" rows any more: $everything's window reads each type's R4 `date` rows, docs/search.md.
+    # Stores written before keep theirs; nothing reads them.)
     pids = patient_compartments(resource)
     for pid in pids:
         rows["sp_compartment"].add((rtype, pid))

@@ -6,6 +6,7 @@ client (or the agent) learns what to fix instead of silently getting a different
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -15,6 +16,46 @@ from .dates import parse_range
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _NUM_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_INT_RE = re.compile(r"^[0-9]+$")
+
+# Documented limits (docs/search.md, "Limits"). They keep every accepted search inside what SQLite can
+# compile (its parser stack, expression depth and LIKE pattern length), so a search past them is a 400
+# naming the parameter instead of an engine error.
+MAX_CHAIN_DEPTH = 3  # reference hops in one chained parameter (a.b.c.name has three)
+MAX_HAS_DEPTH = 2  # nested _has levels (_has:A:x:_has:B:y:param has two)
+MAX_OR_VALUES = 1000  # comma-separated values of one parameter (Blaze's own CI sends 178 codes)
+MAX_TOTAL_VALUES = 3000  # values of all filter parameters of one search together (SQLite's 32,766 arguments)
+MAX_PARAMS = 30  # filter parameters (repeats counted) in one search
+MAX_VALUE_LENGTH = 1024  # characters of one value of an OR list
+MAX_NAME_LENGTH = 256  # characters of a parameter name, chain and modifiers included
+MAX_OFFSET = 10_000_000  # _offset; larger pages could only be empty
+MAX_NUMBER_DIGITS = 40  # digits and exponent of a number or quantity value, so float() stays finite and exact enough
+# C0 control characters (NUL included) cannot occur in FHIR string, token or date values.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_text(param: str, text: str, what: str = "value") -> None:
+    """Refuse a control character (NUL would otherwise cut or change the value) in a name or value."""
+    m = _CONTROL_RE.search(text)
+    if m is not None:
+        raise SearchError(
+            f"invalid {what} for parameter {param!r}: control character U+{ord(m.group()):04X} at position {m.start()}"
+        )
+
+
+def check_values(param: str, values: list[str]) -> list[str]:
+    """Apply the OR-list and value-length limits to the values of one parameter."""
+    if len(values) > MAX_OR_VALUES:
+        raise SearchError(
+            f"parameter {param!r} has {len(values)} comma-separated values; at most {MAX_OR_VALUES} are allowed "
+            "(split the search)"
+        )
+    for v in values:
+        if len(v) > MAX_VALUE_LENGTH:
+            raise SearchError(
+                f"a value of parameter {param!r} is {len(v)} characters long; at most {MAX_VALUE_LENGTH} are allowed"
+            )
+    return values
 
 
 def split_or(value: str) -> list[str]:
@@ -59,7 +100,19 @@ def split_escaped(value: str, sep: str, maxsplit: int = -1) -> list[str]:
 
 
 def unescape(value: str) -> str:
-    return split_escaped(value, "\x00")[0]
+    """Remove FHIR escapes (``\\,`` ``\\|`` ``\\$`` ``\\\\``) without splitting anything."""
+    if "\\" not in value:
+        return value
+    out, i = [], 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\" and i + 1 < len(value):
+            out.append(value[i + 1])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def split_prefix(value: str) -> tuple[str, str]:
@@ -103,13 +156,18 @@ def parse_number(param: str, value: str) -> NumberValue:
     prefix, rest = split_prefix(value)
     if not _NUM_RE.match(rest):
         raise SearchError(f"invalid number {value!r} for parameter {param!r}: expected [prefix]number, e.g. gt5.4")
+    if len(rest) > MAX_NUMBER_DIGITS:
+        raise SearchError(f"number {value!r} for parameter {param!r} is longer than {MAX_NUMBER_DIGITS} characters")
     try:
         d = Decimal(rest)
-    except InvalidOperation as exc:  # pragma: no cover - the regex already guards this
+        exp = d.as_tuple().exponent
+        half = Decimal(5).scaleb(int(exp) - 1) if isinstance(exp, int) else Decimal(0)
+        value_f, lo, hi = float(d), float(d - half), float(d + half)
+    except (InvalidOperation, ArithmeticError) as exc:
         raise SearchError(f"invalid number {value!r} for parameter {param!r}") from exc
-    exp = d.as_tuple().exponent
-    half = Decimal(5).scaleb(int(exp) - 1) if isinstance(exp, int) else Decimal(0)
-    return NumberValue(prefix, float(d), float(d - half), float(d + half))
+    if not all(math.isfinite(x) for x in (value_f, lo, hi)):
+        raise SearchError(f"number {value!r} for parameter {param!r} is out of range")
+    return NumberValue(prefix, value_f, lo, hi)
 
 
 @dataclass(frozen=True)
@@ -153,13 +211,16 @@ def parse_token(param: str, value: str) -> TokenValue:
     return TokenValue(system, code or None)
 
 
-def parse_int(param: str, value: str, *, minimum: int = 0) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise SearchError(f"invalid integer {value!r} for parameter {param!r}") from None
+def parse_int(param: str, value: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """A non-negative decimal integer written with ASCII digits only (Python's ``int()`` would also take
+    ``1_000``, spaces and other scripts' digits), within ``[minimum, maximum]``."""
+    if not isinstance(value, str) or not _INT_RE.match(value) or len(value) > 30:
+        raise SearchError(f"invalid integer {value!r} for parameter {param!r}: expected digits 0-9")
+    n = int(value)
     if n < minimum:
         raise SearchError(f"parameter {param!r} must be >= {minimum}, got {n}")
+    if maximum is not None and n > maximum:
+        raise SearchError(f"parameter {param!r} must be <= {maximum}, got {n}")
     return n
 
 

@@ -21,7 +21,12 @@ from .dates import ms_to_instant
 from .extract import PATIENT_TABLES, TABLE_OF_TYPE, normalize, split_reference
 from .params import SEARCH_PARAMS, Composite, SearchParam, lookup, params_for
 from .parse import (
+    MAX_CHAIN_DEPTH,
+    MAX_HAS_DEPTH,
+    MAX_NAME_LENGTH,
     DateValue,
+    check_text,
+    check_values,
     parse_bool,
     parse_date,
     parse_name,
@@ -34,7 +39,8 @@ from .parse import (
 )
 
 _HIGH = "\U0010ffff"  # sorts after every character: "starts with x" is x <= v < x + _HIGH
-_MAX_CHAIN_DEPTH = 4
+# Nesting of chains and _has together (each level is one nested sub-select); within SQLite's parser stack.
+_MAX_CHAIN_DEPTH = MAX_CHAIN_DEPTH + MAX_HAS_DEPTH
 
 
 @dataclass
@@ -97,9 +103,19 @@ def _in_list(col: str, values: list) -> Sql:
     return Sql(f"{col} IN ({','.join('?' * len(values))})", list(values))
 
 
+_FLAT_OR = 64  # up to this many terms, one flat OR; beyond, a shallow tree of ORs
+
+
 def _or(parts: list[Sql]) -> Sql:
+    """OR of the parts. A long OR list is nested as a balanced tree: SQLite parses ``a OR b OR c ...`` into
+    an expression as deep as the list is long, and refuses past depth 1000."""
     if len(parts) == 1:
         return parts[0]
+    if len(parts) > _FLAT_OR:  # groups of _FLAT_OR: 1,000 terms nest only two levels deep
+        size = _FLAT_OR
+        while len(parts) > size * _FLAT_OR:
+            size *= _FLAT_OR
+        parts = [_or(parts[i : i + size]) for i in range(0, len(parts), size)]
     return Sql("(" + " OR ".join(f"({p.text})" for p in parts) + ")", [a for p in parts for a in p.args])
 
 
@@ -207,6 +223,33 @@ def token_condition(param: str, values: list[str], sys_col: str = "system", code
     return _or(parts)
 
 
+def check_limits(name: str, value: str) -> None:
+    """The documented limits on one parameter (see :mod:`.parse`): checked before any SQL is built."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise SearchError(f"parameter name {name[:40]!r}... is longer than {MAX_NAME_LENGTH} characters")
+    check_text(name, name, "name")
+    check_text(name, value)
+    check_values(name, split_or(value))
+    has_levels = 0
+    rest = name
+    while rest.startswith("_has:"):
+        has_levels += 1
+        parts = rest.split(":", 3)
+        rest = parts[3] if len(parts) == 4 else ""
+    if has_levels > MAX_HAS_DEPTH:
+        raise SearchError(f"parameter {name!r}: _has may be nested at most {MAX_HAS_DEPTH} levels, not {has_levels}")
+    hops = rest.count(".")
+    if hops > MAX_CHAIN_DEPTH:
+        raise SearchError(f"parameter {name!r}: a chain may have at most {MAX_CHAIN_DEPTH} reference hops, not {hops}")
+    # A _has level nests deeper SQL than a chain hop (measured against SQLite's parser stack: two _has
+    # levels, or three hops, or one _has with one hop fit, with 100 OR values; one _has with two hops not).
+    if has_levels and hops and 3 * has_levels + 2 * hops > 2 * MAX_CHAIN_DEPTH:
+        raise SearchError(
+            f"parameter {name!r}: a chain inside _has may have at most "
+            f"{max(0, (2 * MAX_CHAIN_DEPTH - 3 * has_levels) // 2)} reference hop(s) at this _has depth"
+        )
+
+
 # --- the compiler ------------------------------------------------------------------------------
 
 
@@ -296,6 +339,8 @@ class Compiler:
 
     # one parameter ------------------------------------------------------------------------------
     def condition(self, rtype: str | None, name: str, value: str, alias: str) -> Cond:
+        if self.depth == 0:
+            check_limits(name, value)
         if name.startswith("_has:") or name == "_has":
             return self._has(rtype, name, value, alias)
         pn = parse_name(name)
