@@ -174,7 +174,8 @@ class ClaimChecker:
         cited = [r for r in (self._read(x) for x in refs) if r is not None]
         events = [r for r in cited if r.get("resourceType") not in ("Patient", "DocumentReference")]
         out: list[ClaimFailure] = []
-        for fn in (self._concept, self._latest_first, self._count, self._direction, self._age, self._active):
+        for fn in (self._concept, self._asked_day, self._latest_first, self._count, self._direction, self._age,
+                   self._active):
             f = fn(sentence, cited, events)
             if f:
                 out.append(f)
@@ -216,6 +217,26 @@ class ClaimChecker:
         for comp in r.get("component") or []:
             out |= {str(cd.get("code")) for cd in (comp.get("code") or {}).get("coding") or [] if cd.get("code")}
         return out
+
+    # ---- the day the question asks about ------------------------------------------------------------
+    def _asked_day(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
+        """A question about one day ("on Jul 17 2016") answered with rows of other days only is no answer to
+        it, however true those rows are."""
+        from agent.citations import extract_values
+
+        if not events or re.search(r"\b(between|from|since|after|before|until|as of)\b", self.question, _I):
+            return None
+        days = sorted(d for d in extract_values(self.question)[0] if len(d) == 10)
+        if len(days) != 1:
+            return None
+        day = days[0]
+        if any(self._day(r) == day for r in events):
+            return None
+        if re.search(r"\b(no|none|not|nothing|nearest|closest)\b", _strip_refs(sentence), _I):
+            return None  # "nothing on that day; the nearest is ..."
+        return ClaimFailure("asked day", f"not from {day}",
+                            f"the question asks about {day}, but the cited rows are from "
+                            + ", ".join(sorted({self._day(r) for r in events})) + f"; look up {day}")
 
     # ---- latest / first --------------------------------------------------------------------------
     def _latest_first(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:

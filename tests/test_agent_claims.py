@@ -303,3 +303,11 @@ def test_dates_are_not_counts_and_as_of_is_not_a_window(fixture_store):
     bad = verdict(fixture_store, ALICE, "Her last HbA1c was not found in the record as of 2026-12-02.",
                   question="What was her last HbA1c?", as_of="2026-12-02")
     assert not bad.verified and "does hold" in bad.unsupported_reasons[0]
+
+
+def test_an_answer_about_another_day_than_asked_is_flagged(fixture_store):
+    latest = "Observation/d893c882-91af-5d97-9d17-396be4423115"  # 6.5 % on 2023-10-03
+    q = "What was her A1c on Jun 20 2015?"
+    bad = verdict(fixture_store, ALICE, f"The latest HbA1c was 6.5 % on 2023-10-03 [{latest}].", question=q)
+    assert not bad.verified and "asks about 2015-06-20" in bad.unsupported_reasons[0]
+    assert verdict(fixture_store, ALICE, f"On 2015-06-20 her HbA1c was 7.4 % [{A1C_2015}].", question=q).verified

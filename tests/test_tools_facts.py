@@ -178,3 +178,18 @@ def test_real_vaccine_counts_and_history(blaze_store):
         line = answer_line(look(blaze_store, pid, as_of="2030-01-01", op="exists", what="asthma"))
         assert line.startswith("Answer: Yes" if has_asthma else "Answer: No"), (pid, line)
     assert checked >= 10
+
+
+def test_demographic_words_answer_from_the_patient_resource(fixture_store):
+    out = look(fixture_store, ALICE, op="latest", what="male or female")
+    assert "gender female" in answer_line(out) and f"Patient/{ALICE}" in out.evidence
+    # "age at ... diagnosis" names a condition: not a demographic question.
+    assert "Diabetes" in answer_line(look(fixture_store, ALICE, op="age_at", what="age at diabetes diagnosis"))
+
+
+def test_numbers_inside_a_name_are_not_codes():
+    pain = vocab.Concept("Observation", "loinc|72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+                         {"72514-3"}, ["O/1"])
+    ipv = vocab.Concept("Immunization", "cvx|10", "IPV", {"10"}, ["I/1"])
+    got = vocab.resolve("Pain severity - 0-10 verbal numeric rating [Score] - Reported", [ipv, pain])
+    assert [m.concept for m in got] == [pain]

@@ -82,6 +82,10 @@ def guess_kind(what: str) -> str:
     return "any"
 
 
+_DEMOGRAPHIC = re.compile(r"\b(sex|gender|male|female|man|woman|boy|girl|born|birth\w*|birthday|died|death|dead|"
+                          r"deceased|alive|age|how old|race|ethnicity|ethnic|marital|married|language|speaks?|"
+                          r"address|lives?|city|state|name|demographics?)\b", re.I)
+
 _REF_LIMIT = 12  # citations listed per line before "and N more"
 
 
@@ -321,6 +325,21 @@ class Lookup:
 
     # ---- the tool --------------------------------------------------------------------------------
     def __call__(self, a: LookupArgs) -> Fact:
+        named = [w for w in vocab.named_words(a.what) if not _DEMOGRAPHIC.fullmatch(w) and w not in ("old", "how")]
+        if _DEMOGRAPHIC.search(a.what) and not named and not vocab.lay_phrases(a.what):
+            # Sex, birth, death, age, race, language, address: the Patient resource answers them.
+            patient = self.s.patient()
+            row = self.s.row(patient)
+            extra: list[str] = []
+            born = patient.get("birthDate")
+            if born:
+                died = (patient.get("deceasedDateTime") or "")[:10]
+                on = died if died and died < self.s.as_of else self.s.as_of
+                extra.append(str(age_between(born, on)))
+            return Fact(text=f"lookup {a.op} '{a.what}' -> the patient's own record\nAnswer: {row.text}"
+                             + (f"\n(age {extra[0]} {'at death' if patient.get('deceasedDateTime') else 'as of ' + self.s.as_of})"
+                                if extra else ""),
+                        evidence={row.ref: row.text}, computed=extra, concepts=["Patient"])
         start, end = a.start, a.end
         if a.op in ("count", "list", "change", "all") and a.date and not (start or end):
             start = end = a.date  # "how many on 2019-05-01"

@@ -432,7 +432,9 @@ def score_concept(query: str, concept: Concept, *, phrases=None, stems: set[str]
     if best:
         return best
     # A code typed in the question.
-    for tok in re.findall(r"\b\d{1,7}-\d\b|\b\d{2,18}\b", query):
+    # Only what looks like a code: a LOINC code (check digit after a dash) or a long SNOMED/RxNorm number;
+    # "0-10" in "Pain severity - 0-10 verbal numeric rating" is not CVX 10.
+    for tok in re.findall(r"(?<![\d-])\d{3,7}-\d\b|\b\d{5,18}\b", query):
         if tok in bare_codes:
             return Match(concept, 2.5, f"code {tok}")
     if not stems:

@@ -95,8 +95,12 @@ def score_integer(gold: IntegerGold, text: str) -> AnswerScore:
 
 
 def score_age(gold: AgeGold, text: str) -> AnswerScore:
-    """The first whole number that is not a year (dates removed), within the gold's tolerance."""
-    vals = [v for v in textparse.find_integers(text) if not (1900 <= v <= 2100)]
+    """The age the answer states ("37 years old", "age 37", "aged 37"), else the first whole number that is
+    not a year (dates removed), within the gold's tolerance. An age phrase wins over a number in a name
+    ("Body mass index 30+ ... (age 37)")."""
+    phrased = [int(x) for pair in re.findall(r"\b(\d{1,3})\s*(?:-\s*)?(?:years?|yrs?)(?:\s*|-)old\b|\bage[sd]?\s+(?:of\s+)?(\d{1,3})\b",
+                                          text, re.I) for x in pair if x]
+    vals = phrased or [v for v in textparse.find_integers(text) if not (1900 <= v <= 2100)]
     ok = bool(vals) and abs(vals[0] - gold.value) <= gold.tolerance
     return AnswerScore(correct=ok, score=float(ok), detail=f"ages found: {vals[:5]} (tolerance {gold.tolerance})")
 
