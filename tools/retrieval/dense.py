@@ -97,8 +97,9 @@ def make_client(persist_dir: str | Path | None, url: str | None):
 class DenseIndex:
     """Embeddings of projected rows in one Chroma collection per embedding model."""
 
-    def __init__(self, model: str, persist_dir: str | Path | None, url: str | None = None):
+    def __init__(self, model: str, persist_dir: str | Path | None, url: str | None = None, *, threads: int | None = None):
         self.model_name = model
+        self.threads = threads
         self._queries: dict[str, list[float]] = {}
         self._client = make_client(persist_dir, url)
         # One collection per model: vectors of different models must never be compared.
@@ -109,7 +110,13 @@ class DenseIndex:
     @property
     def encoder(self):
         """The sentence-transformers model (loaded on first use)."""
-        return load_encoder(self.model_name)
+        model = load_encoder(self.model_name)
+        if self.threads:
+            import torch
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
+        return model
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> list[list[float]]:
         """Normalised embeddings, computed in batches.  A single text (a query) is remembered: an agent

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from tools.store.base import FHIRStore
 
 from .errors import EmptyRecord, RetrievalError
-from .intent import Intent, parse_intent
+from .intent import Intent, parse_intent, subject_phrase
 from .lexical import LexicalIndex, row_hash
 from .projections import Row
 from .records import PatientRecord, patient_record
@@ -40,19 +40,22 @@ class Hits(list):
     """The ranked hits of a search (a plain ``list`` of :class:`Hit`), plus what a list question left out:
     ``more`` rows of the kind asked about did not fit in ``k`` (``note`` says so in words)."""
 
-    def __init__(self, hits=(), *, more: int = 0, intent: Intent | None = None):
+    def __init__(self, hits=(), *, more: int = 0, intent: Intent | None = None, kinds: Sequence[str] = ()):
         super().__init__(hits)
         self.more = more
         self.intent = intent or Intent()
+        self.kinds = tuple(kinds)
+        """Resource types of the rows the list question matched."""
 
     @property
     def note(self) -> str | None:
-        """``"N more <types> rows match (...)"`` when a list was cut at k, else ``None``."""
+        """``"N more active MedicationRequest rows match; ..."`` when a list was cut at k, else ``None``."""
         if not self.more:
             return None
-        what = "/".join(self.intent.types) or "matching"
-        status = f" ({'/'.join(self.intent.statuses[:2])})" if self.intent.statuses else ""
-        return f"{self.more} more {what}{status} rows match; ask for more (a larger k) or narrow by date or type"
+        what = "/".join(self.kinds or self.intent.types) or "matching"
+        status = f"{self.intent.statuses[0]} " if self.intent.statuses else ""
+        period = f" in {self.intent.period}" if self.intent.period else ""
+        return f"{self.more} more {status}{what} rows{period} match; ask for more (a larger k) or narrow by date or type"
 
 
 PROJECTION_VERSION = "1"
@@ -195,6 +198,7 @@ class HybridIndex:
         self._versions: dict[str, str | None] = {}
         self._ready: set[str] = set()
         self._hashes: dict[str, dict[str, str]] = {}
+        self._subjects: dict[str, frozenset[str]] = {}
 
     @property
     def dense(self):
@@ -202,7 +206,8 @@ class HybridIndex:
         if self._dense is None:
             from .dense import DenseIndex
 
-            self._dense = DenseIndex(self.settings.embedding_model, self.dir / "chroma", self.settings.chroma_url)
+            self._dense = DenseIndex(self.settings.embedding_model, self.dir / "chroma", self.settings.chroma_url,
+                                     threads=self.settings.embed_threads)
         return self._dense
 
     def close(self) -> None:
@@ -225,12 +230,14 @@ class HybridIndex:
             self._versions.clear()
             self._ready.clear()
             self._hashes.clear()
+            self._subjects.clear()
         else:
             self._records.pop(patient_id, None)
             self._rows.pop(patient_id, None)
             self._versions.pop(patient_id, None)
             self._ready.discard(patient_id)
             self._hashes.pop(patient_id, None)
+            self._subjects.pop(patient_id, None)
 
     def data_version(self, patient_id: str) -> str | None:
         """What the store holds for this patient, as a short string that changes when its compartment
@@ -258,7 +265,7 @@ class HybridIndex:
         self._versions[patient_id] = version
         return version
 
-    def _indexed(self, patient_id: str) -> bool:
+    def is_indexed(self, patient_id: str) -> bool:
         """Whether the patient is completely indexed at the store's current data version (and embedded,
         when this index has its dense half)."""
         version = self.data_version(patient_id)
@@ -280,15 +287,25 @@ class HybridIndex:
         """``ref -> Row`` of the patient's record: read back from the index when the patient is indexed
         at the store's current data version, else projected from the store."""
         if patient_id not in self._rows:
-            if self._indexed(patient_id) and self.lexical.has_rowdata(patient_id):
+            if self.is_indexed(patient_id) and self.lexical.has_rowdata(patient_id):
                 self._rows[patient_id] = {r.ref: r for r in sorted(self.lexical.load_rows(patient_id), key=_row_order)}
                 self._ready.add(patient_id)
             else:
                 self.record(patient_id)
         return self._rows[patient_id]
 
-    def ensure_patient(self, patient_id: str) -> int:
+    def subjects(self, patient_id: str) -> frozenset[str]:
+        """The distinct code displays of the patient's rows as question phrases (see
+        :func:`tools.retrieval.intent.mask_subjects`), computed once per loaded record."""
+        got = self._subjects.get(patient_id)
+        if got is None:
+            got = frozenset(subject_phrase(r.display) for r in self.rows(patient_id).values() if r.display and "#" not in r.ref)
+            self._subjects[patient_id] = got
+        return got
+
+    def ensure_patient(self, patient_id: str, *, progress: Callable[[int], None] | None = None) -> int:
         """Index what is new or changed in this patient's record; returns the number of rows (re)indexed.
+        ``progress(n)`` is called as rows are embedded (``n`` rows at a time).
         Raises :class:`tools.store.base.NotFound` for an unknown patient."""
         rows = self.rows(patient_id)
         if patient_id in self._ready and not self._modified(patient_id, rows):
@@ -304,7 +321,7 @@ class HybridIndex:
         elif not self.lexical.has_rowdata(patient_id):
             self.lexical.store_rows(patient_id, list(rows.values()))  # an index from before rowdata existed
         if self.use_dense:
-            self._embed_pending(patient_id, rows)
+            self._embed_pending(patient_id, rows, progress)
         version = self.data_version(patient_id)
         if version is not None and patient_id in self._records:
             prev = self.lexical.patient_version(patient_id)
@@ -321,12 +338,12 @@ class HybridIndex:
             return True
         return len(known) != len(rows) or any(known.get(ref) != row_hash(r) for ref, r in rows.items())
 
-    def _embed_pending(self, patient_id: str, rows: dict[str, Row]) -> None:
+    def _embed_pending(self, patient_id: str, rows: dict[str, Row], progress: Callable[[int], None] | None = None) -> None:
         coll = self.dense.collection.name
         pending = [rows[ref] for ref in self.lexical.pending_dense(patient_id, coll) if ref in rows]
         if not pending:
             return
-        show = self.settings.progress and sys.stderr.isatty()
+        show = self.settings.progress and progress is None and sys.stderr.isatty()
         from tqdm import tqdm
 
         with tqdm(total=len(pending), desc=f"embedding {patient_id[:12]}", unit="row", disable=not show, file=sys.stderr) as bar:
@@ -335,6 +352,8 @@ class HybridIndex:
                 self.dense.upsert(patient_id, batch, vecs)
                 self.lexical.mark_dense(patient_id, [r.ref for r in batch], coll)
                 bar.update(len(batch))
+                if progress is not None:
+                    progress(len(batch))
 
     def search(
         self,
@@ -382,17 +401,17 @@ class HybridIndex:
             dense = self.dense.search(patient_id, qv, n, types=types, since=since_d, until=until_d)
             rankings.append([ref for ref, _ in dense])
         base = {ref: s for ref, s in rrf(rankings, self.settings.rrf_k).items() if ref in rows}
-        want = parse_intent(query) if intent else Intent()
+        want = parse_intent(query, self.subjects(patient_id)) if intent else Intent()
         allowed = _filter(types, since_d, until_d)
         if want.typed:
             rankings.append(structured_ranking(rows, base, want, allowed, n))
         scores = {ref: s for ref, s in rrf(rankings, self.settings.rrf_k).items() if ref in rows}
         ranked = sorted(scores, key=lambda r: -scores[r])
         ranked = temporal_reorder(ranked, scores, rows, query)
-        more = 0
+        more, kinds = 0, ()
         if want.listing:
-            ranked, more = complete_list(ranked, rows, want, allowed, k)
-        out = Hits(more=more, intent=want)
+            ranked, more, kinds = complete_list(ranked, rows, want, allowed, k)
+        out = Hits(more=more, intent=want, kinds=kinds)
         for ref in ranked[:k]:
             r = rows[ref]
             out.append(Hit(ref=ref, text=r.text, score=round(scores.get(ref, 0.0), 6), date=r.date, type=r.type))
@@ -442,15 +461,16 @@ def _neg_date(date: str | None) -> str:
     return "".join(chr(0x7F - ord(c)) for c in date) if date else "\x7f"
 
 
-def complete_list(ranked: list[str], rows: dict[str, Row], intent: Intent, allowed, k: int) -> tuple[list[str], int]:
+def complete_list(ranked: list[str], rows: dict[str, Row], intent: Intent, allowed, k: int) -> tuple[list[str], int, tuple[str, ...]]:
     """A list question's answer: every row of the kind, status, class and period asked about, in ranked
-    order (rows no ranker reached after, latest first), ahead of everything else; and how many of them
-    do not fit in ``k``."""
+    order (rows no ranker reached after, latest first), ahead of everything else; how many of them do
+    not fit in ``k``; and their resource types."""
     members = {ref for ref, r in rows.items() if allowed(r) and intent.matches(r)}
     if not members:
-        return ranked, 0
+        return ranked, 0, ()
     head = [ref for ref in ranked if ref in members]
     seen = set(head)
     head += sorted((ref for ref in members if ref not in seen), key=lambda ref: _neg_date(rows[ref].date))
     rest = [ref for ref in ranked if ref not in members]
-    return head + rest, max(0, len(head) - k)
+    kinds = tuple(sorted({rows[ref].type for ref in members}))
+    return head + rest, max(0, len(head) - k), kinds

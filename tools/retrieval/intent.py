@@ -23,7 +23,7 @@ _MED_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministrat
 
 #: (pattern, FHIR types).  Patterns are matched on the lower-cased question with word boundaries.
 TYPE_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (r"allerg\w*|intoleran\w*|hypersensitivit\w*|adverse reactions?", ("AllergyIntolerance",)),
+    (r"allerg\w*|intoleran\w*|hypersensitivit\w*|reactions?|sensitivit(?:y|ies) to", ("AllergyIntolerance",)),
     (r"medications?|medicines?|meds|drugs?|prescri\w*|rx|pills?|dosages?|taking|takes", _MED_TYPES),
     (r"vaccin\w*|immuni[sz]\w*|inocula\w*|shots?|jabs?|boosters?", ("Immunization",)),
     (r"conditions?|diagnos[ie]s|diagnosed|problems?|disorders?|diseases?|illness(?:es)?|comorbidit\w*|"
@@ -116,9 +116,41 @@ def _scan(table, text: str) -> tuple[list[str], list[str]]:
     return values, words
 
 
-def parse_intent(question: str) -> Intent:
-    """The :class:`Intent` of a question (see the module docstring for the vocabulary)."""
+_TAG = re.compile(r"\s*\([a-z /-]+\)\s*$")
+
+
+def subject_phrase(display: str) -> str:
+    """A code display as a question would write it: lower case, semantic tag dropped
+    (``Documentation of current medications (procedure)`` -> ``documentation of current medications``)."""
+    return " ".join(_TAG.sub("", display).lower().split())
+
+
+def mask_subjects(question: str, subjects) -> str:
+    """The question with every subject phrase it names (a code display of the record, at least two
+    words) blanked out, longest first: the words of a named thing say what it is, not what kind of
+    record is asked about ("documentation of current medications" is a procedure, "alpha-fetoprotein
+    test" a procedure too, not lab results)."""
+    low = question.lower()
+    for phrase in sorted(subjects, key=len, reverse=True):
+        if " " not in phrase:
+            continue
+        i = low.find(phrase)
+        while i >= 0:
+            before = low[i - 1] if i > 0 else " "
+            after = low[i + len(phrase)] if i + len(phrase) < len(low) else " "
+            if not before.isalnum() and not after.isalnum():
+                low = low[:i] + " " * len(phrase) + low[i + len(phrase):]
+            i = low.find(phrase, i + 1)
+    return low
+
+
+def parse_intent(question: str, subjects=()) -> Intent:
+    """The :class:`Intent` of a question (see the module docstring for the vocabulary).  ``subjects``
+    are the code displays of the record asked about (see :func:`subject_phrase`); a question's words
+    inside one of them do not count as intent words (:func:`mask_subjects`)."""
     q = " ".join(question.split())
+    if subjects:
+        q = " ".join(mask_subjects(q, subjects).split())
     types, tw = _scan(_TYPES, q)
     statuses, sw = _scan(_STATUSES, q) if types else ([], [])
     classes, cw = _scan(_CLASSES, q) if "Encounter" in types else ([], [])
