@@ -236,3 +236,27 @@ def test_words_inside_a_named_thing_are_not_intent_words():
     assert parse_intent("alpha-fetoprotein test", subjects).types == ()
     # Without the record's displays the same words do read as intent.
     assert "MedicationRequest" in parse_intent("When was documentation of current medications done?").types
+
+
+def test_time_words_inside_a_named_thing_do_not_cut_its_rows(tmp_path):
+    """"current" in "documentation of current medications" is part of a procedure's name: all of its
+    rows come back, not just the latest three (what "current" as a time word would keep on top)."""
+    from tools.store.sqlite_store import SQLiteStore
+
+    pid = "doc-meds-1"
+    res = [{"resourceType": "Patient", "id": pid}]
+    for i in range(6):
+        res.append({"resourceType": "Procedure", "id": f"pr-{i}", "status": "completed",
+                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "428191000124101",
+                                         "display": "Documentation of current medications (procedure)"}]},
+                    "subject": {"reference": f"Patient/{pid}"}, "performedDateTime": f"201{i}-02-02T10:00:00Z"})
+    for i in range(30):
+        res.append({"resourceType": "MedicationRequest", "id": f"m-{i}", "status": "active", "intent": "order",
+                    "medicationCodeableConcept": {"coding": [{"code": str(i), "display": f"Current drug {i}"}]},
+                    "subject": {"reference": f"Patient/{pid}"}, "authoredOn": f"2015-01-{i + 1:02d}"})
+    store = SQLiteStore(tmp_path / "s", create=True)
+    store.load([write_bundle(tmp_path / "b.json", res)])
+    index = HybridIndex(store, tmp_path / "ix", dense=False)
+    refs = [h.ref for h in index.search(pid, "when was documentation of current medications done", k=8, mode="lexical")]
+    assert {f"Procedure/pr-{i}" for i in range(6)} <= set(refs)
+    store.close()

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from tools.store.base import FHIRStore
 
 from .errors import EmptyRecord, RetrievalError
-from .intent import Intent, parse_intent, subject_phrase
+from .intent import Intent, mask_subjects, parse_intent, subject_phrase
 from .lexical import LexicalIndex, row_hash
 from .projections import Row
 from .records import PatientRecord, patient_record
@@ -407,7 +407,9 @@ class HybridIndex:
             rankings.append(structured_ranking(rows, base, want, allowed, n))
         scores = {ref: s for ref, s in rrf(rankings, self.settings.rrf_k).items() if ref in rows}
         ranked = sorted(scores, key=lambda r: -scores[r])
-        ranked = temporal_reorder(ranked, scores, rows, query)
+        # Time words inside a named thing ("documentation of *current* medications") are part of its name.
+        subjects = self.subjects(patient_id) if intent else frozenset()
+        ranked = temporal_reorder(ranked, scores, rows, mask_subjects(query, subjects) if subjects else query)
         more, kinds = 0, ()
         if want.listing:
             ranked, more, kinds = complete_list(ranked, rows, want, allowed, k)
