@@ -250,10 +250,11 @@ def test_time_words_inside_a_named_thing_do_not_cut_its_rows(tmp_path):
                     "code": {"coding": [{"system": "http://snomed.info/sct", "code": "428191000124101",
                                          "display": "Documentation of current medications (procedure)"}]},
                     "subject": {"reference": f"Patient/{pid}"}, "performedDateTime": f"201{i}-02-02T10:00:00Z"})
-    for i in range(30):
-        res.append({"resourceType": "MedicationRequest", "id": f"m-{i}", "status": "active", "intent": "order",
-                    "medicationCodeableConcept": {"coding": [{"code": str(i), "display": f"Current drug {i}"}]},
-                    "subject": {"reference": f"Patient/{pid}"}, "authoredOn": f"2015-01-{i + 1:02d}"})
+    for i in range(30):  # thirty other kinds of row that also say "medications"
+        res.append({"resourceType": "Observation", "id": f"o-{i}", "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": f"x-{i}", "display": f"Medications survey item {i}"}]},
+                    "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": f"2015-01-{i + 1:02d}",
+                    "valueString": "yes"})
     store = SQLiteStore(tmp_path / "s", create=True)
     store.load([write_bundle(tmp_path / "b.json", res)])
     index = HybridIndex(store, tmp_path / "ix", dense=False)
