@@ -401,14 +401,14 @@ class HybridIndex:
             dense = self.dense.search(patient_id, qv, n, types=types, since=since_d, until=until_d)
             rankings.append([ref for ref, _ in dense])
         base = {ref: s for ref, s in rrf(rankings, self.settings.rrf_k).items() if ref in rows}
-        want = parse_intent(query, self.subjects(patient_id)) if intent else Intent()
+        subjects = self.subjects(patient_id) if intent else frozenset()
+        want = parse_intent(query, subjects) if intent else Intent()
         allowed = _filter(types, since_d, until_d)
         if want.typed:
             rankings.append(structured_ranking(rows, base, want, allowed, n))
         scores = {ref: s for ref, s in rrf(rankings, self.settings.rrf_k).items() if ref in rows}
         ranked = sorted(scores, key=lambda r: -scores[r])
         # Time words inside a named thing ("documentation of *current* medications") are part of its name.
-        subjects = self.subjects(patient_id) if intent else frozenset()
         ranked = temporal_reorder(ranked, scores, rows, mask_subjects(query, subjects) if subjects else query)
         more, kinds = 0, ()
         if want.listing:
