@@ -70,3 +70,27 @@ def test_bad_input_is_one_line_on_stderr(store_dir, capsys, argv, message):
     err = capsys.readouterr().err.strip()
     assert rc != 0
     assert err.startswith("error:") and message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_index_resumes_skipping_patients_already_indexed(store_dir, capsys):
+    assert main(["index", "--store", store_dir, "--lexical-only", "--no-progress"]) == 0
+    first = capsys.readouterr()
+    assert "Patient/" in first.err  # one line per patient without a terminal
+    assert main(["index", "--store", store_dir, "--lexical-only", "--no-progress"]) == 0
+    again = capsys.readouterr()
+    assert "already indexed at the store's current data version: skipped" in again.err
+    assert again.out.startswith("indexed 0 rows for 0 patient(s)")
+    assert main(["index", "--store", store_dir, "--lexical-only", "--no-progress", "--force"]) == 0
+    assert "indexed 0 rows for 4 patient(s)" in capsys.readouterr().out  # re-checked, nothing changed
+
+
+def test_retrieve_list_question_says_how_many_more(store_dir, capsys):
+    assert main(["retrieve", "--store", store_dir, "--patient", ALICE, "--mode", "lexical", "-k", "2",
+                 "List all her immunizations"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 3 and all("Immunization:" in line for line in out[:2])
+    assert out[2].startswith("... 5 more Immunization rows match")
+    assert main(["retrieve", "--store", store_dir, "--patient", ALICE, "--mode", "lexical", "-k", "2", "--json",
+                 "List all her immunizations"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 2 and "5 more Immunization rows" in captured.err

@@ -42,28 +42,58 @@ def test_changed_row_is_reindexed(alice_index):
 
 
 def test_interrupted_embedding_resumes(tmp_path, fixture_store, monkeypatch):
-    index = HybridIndex(fixture_store, tmp_path, RetrievalSettings(batch_size=4))
+    settings = RetrievalSettings(batch_size=4, write_batch=4)
+    index = HybridIndex(fixture_store, tmp_path, settings)
     calls = {"n": 0}
-    real = index.dense.embed
+    encoder = index.dense.encoder
+    real = encoder.encode
 
-    def flaky(texts, batch_size=64):
+    def flaky(texts, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the second batch
-        return real(texts, batch_size)
+        return real(texts, **kw)
 
-    monkeypatch.setattr(index.dense, "embed", flaky)
+    monkeypatch.setattr(encoder, "encode", flaky)
     with pytest.raises(KeyboardInterrupt):
         index.ensure_patient(BOB)
     total = len(index.rows(BOB))
     assert index.dense.collection.count() == 4  # the first batch was committed
     assert len(index.lexical.pending_dense(BOB, index.dense.collection.name)) == total - 4
-    monkeypatch.setattr(index.dense, "embed", real)
+    assert index.lexical.patient_version(BOB) is None  # not complete: a query must not trust it
+    monkeypatch.setattr(encoder, "encode", real)
     # A fresh index object (a new process) picks up where it stopped.
-    again = HybridIndex(fixture_store, tmp_path, RetrievalSettings(batch_size=4))
+    again = HybridIndex(fixture_store, tmp_path, settings)
     assert again.ensure_patient(BOB) == 0  # no new rows: only the pending embeddings
     assert again.lexical.pending_dense(BOB, again.dense.collection.name) == []
     assert again.dense.collection.count() == total
+    assert again.lexical.patient_version(BOB) is not None
+
+
+def test_embedding_batches_write_once_and_embed_each_text_once(tmp_path, fixture_store, monkeypatch):
+    """One encoder call and one Chroma write per write batch; rows whose encoder text is the same
+    (ids stripped) are embedded once."""
+    index = HybridIndex(fixture_store, tmp_path, RetrievalSettings(write_batch=10_000))
+    encoder = index.dense.encoder
+    real_encode, real_upsert = encoder.encode, index.dense.collection.upsert
+    seen = {"encode": [], "upsert": 0}
+
+    def encode(texts, **kw):
+        seen["encode"].append(list(texts))
+        return real_encode(texts, **kw)
+
+    def upsert(**kw):
+        seen["upsert"] += 1
+        return real_upsert(**kw)
+
+    monkeypatch.setattr(encoder, "encode", encode)
+    monkeypatch.setattr(index.dense.collection, "upsert", upsert)
+    index.ensure_patient(ALICE)
+    rows = index.rows(ALICE)
+    assert seen["upsert"] == 1 and len(seen["encode"]) == 1
+    sent = seen["encode"][0]
+    assert len(sent) == len(set(sent)) <= len(rows)
+    assert index.dense.collection.count() == len(rows)
 
 
 def test_filters_type_and_dates(alice_index):

@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("index", help="build or refresh the retrieval index ahead of time")
     _common(p, patient_required=False)
     p.add_argument("--lexical-only", action="store_true", help="skip embeddings")
+    p.add_argument("--force", action="store_true", help="re-check patients already indexed at the current data version")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per patient on stderr)")
     p.set_defaults(func=_index)
 
 
@@ -100,11 +102,16 @@ def _retrieve(args) -> int:
         return _fail("-k must be at least 1")
     store, index = _open(args, dense=args.mode != "lexical")
     hits = index.search(args.patient, args.query, k=args.k, types=args.types, since=args.since, until=args.until, mode=args.mode)
+    more = getattr(hits, "note", None)
     if args.json:
         print(json.dumps([{"ref": h.ref, "text": h.text, "score": h.score} for h in hits], indent=1))
+        if more:
+            print(more, file=sys.stderr)  # stdout stays a plain JSON list
     else:
         for h in hits:
             print(f"{h.score:.4f}  {h.text}")
+        if more:
+            print(f"... {more}")
         if not hits:
             print("no matching rows", file=sys.stderr)
     return 0
@@ -136,12 +143,83 @@ def _index(args) -> int:
 
     store, index = _open(args, dense=not args.lexical_only)
     patients = [args.patient] if args.patient else store.patient_ids()
+    todo = [p for p in patients if args.force or not index.is_indexed(p)]
+    skipped = len(patients) - len(todo)
+    if skipped:
+        print(f"{skipped} of {len(patients)} patient(s) already indexed at the store's current data version: skipped",
+              file=sys.stderr)
     t0 = time.perf_counter()
     total = 0
-    for pid in patients:
-        n = index.ensure_patient(pid)
-        total += n
-        print(f"Patient/{pid}: {n} rows indexed ({len(index.rows(pid))} in record)", file=sys.stderr)
+    try:
+        with _IndexProgress(len(todo), enabled=sys.stderr.isatty() and not args.no_progress) as bar:
+            for pid in todo:
+                n = index.ensure_patient(pid, progress=bar.rows if index.use_dense else None)
+                total += n
+                bar.patient_done(pid, n, len(index.rows(pid)), count_rows=not index.use_dense)
+    except KeyboardInterrupt:
+        print(f"interrupted after {total} rows; run the same command again to resume", file=sys.stderr)
+        return 130
     dt = time.perf_counter() - t0
-    print(f"indexed {total} rows for {len(patients)} patient(s) in {dt:.1f}s")
+    print(f"indexed {total} rows for {len(todo)} patient(s) in {dt:.1f}s ({total / dt if dt else 0:.0f} rows/s); "
+          f"{skipped} already indexed")
     return 0
+
+
+class _IndexProgress:
+    """A rich progress bar over patients (rows embedded, rows/s, ETA) on a terminal; one line per
+    patient on stderr otherwise (logs, CI)."""
+
+    def __init__(self, patients: int, *, enabled: bool):
+        self.enabled = enabled
+        self.patients = patients
+        self.done_rows = 0
+        self.t0 = 0.0
+        self._progress = None
+
+    def __enter__(self) -> "_IndexProgress":
+        import time
+
+        self.t0 = time.perf_counter()
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("indexing patients"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rows]:,} rows, {task.fields[rate]:.0f} rows/s"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=_stderr_console(), transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("index", total=self.patients, rows=0, rate=0.0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def _rate(self) -> float:
+        import time
+
+        dt = time.perf_counter() - self.t0
+        return self.done_rows / dt if dt > 0 else 0.0
+
+    def rows(self, n: int) -> None:
+        """``n`` more rows embedded."""
+        self.done_rows += n
+        if self._progress is not None:
+            self._progress.update(self._task, rows=self.done_rows, rate=self._rate())
+
+    def patient_done(self, pid: str, indexed: int, in_record: int, *, count_rows: bool) -> None:
+        """One more patient finished (``count_rows`` when :meth:`rows` was not called for it)."""
+        if count_rows:
+            self.done_rows += indexed
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, rows=self.done_rows, rate=self._rate())
+        else:
+            print(f"Patient/{pid}: {indexed} rows indexed ({in_record} in record)", file=sys.stderr)
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)

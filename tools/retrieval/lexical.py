@@ -5,7 +5,11 @@ One SQLite file (``DIR/lexical.sqlite``) holds:
 * ``rows`` (FTS5, porter stemming): the row text, with ref/patient/type/date/code as unindexed columns;
 * ``state``: which rows of which patient are indexed, the hash of their text, and which dense
   collection (one per embedding model) has them (``''`` until their embedding batch is committed:
-  that is what makes indexing resumable after an interruption).
+  that is what makes indexing resumable after an interruption);
+* ``rowdata``: the rows themselves (ref, type, date, code, display, text), keyed by patient, so that a
+  query on an indexed patient reads its rows back instead of re-projecting the record;
+* ``patients``: the data version each patient was indexed at (see ``HybridIndex``), and the dense
+  collection that holds all of its rows.
 
 ``":memory:"`` gives a throw-away index (used to rank one patient's rows without a directory).
 """
@@ -27,6 +31,11 @@ CREATE VIRTUAL TABLE IF NOT EXISTS rows USING fts5(
 CREATE TABLE IF NOT EXISTS state(
   patient TEXT NOT NULL, ref TEXT NOT NULL, hash TEXT NOT NULL, dense TEXT NOT NULL DEFAULT '',
   PRIMARY KEY(patient, ref)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rowdata(
+  patient TEXT NOT NULL, ref TEXT NOT NULL, type TEXT NOT NULL, date TEXT, code TEXT, display TEXT, text TEXT NOT NULL,
+  PRIMARY KEY(patient, ref)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS patients(
+  patient TEXT PRIMARY KEY, version TEXT NOT NULL, rows INTEGER NOT NULL, dense TEXT NOT NULL DEFAULT '');
 """
 
 # Words that carry no evidence in a question about a record; dropping them keeps BM25 from matching
@@ -94,6 +103,27 @@ class LexicalIndex:
                 "UPDATE state SET dense=? WHERE patient=? AND ref=?", [(collection, patient, r) for r in refs]
             )
 
+    def patient_version(self, patient: str) -> tuple[str, str] | None:
+        """``(data version, dense collection or '')`` a patient was completely indexed at, or ``None``."""
+        row = self.conn.execute("SELECT version, dense FROM patients WHERE patient=?", (patient,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def set_patient_version(self, patient: str, version: str, rows: int, dense: str = "") -> None:
+        """Record that every row of ``patient`` at data ``version`` is indexed (and embedded into ``dense``)."""
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO patients(patient, version, rows, dense) VALUES (?,?,?,?)",
+                              (patient, version, rows, dense))
+
+    def load_rows(self, patient: str) -> list[Row]:
+        """The rows stored for a patient (as :meth:`apply` wrote them)."""
+        cur = self.conn.execute("SELECT ref, type, date, code, display, text FROM rowdata WHERE patient=?", (patient,))
+        return [Row(ref=ref, type=t, date=d, code=c, display=disp, text=text, patient=patient)
+                for ref, t, d, c, disp, text in cur]
+
+    def has_rowdata(self, patient: str) -> bool:
+        """Whether the rows of this patient are stored (indexes written before ``rowdata`` existed are not)."""
+        return self.conn.execute("SELECT 1 FROM rowdata WHERE patient=? LIMIT 1", (patient,)).fetchone() is not None
+
     def patients(self) -> list[str]:
         """Patients with at least one indexed row."""
         return [p for (p,) in self.conn.execute("SELECT DISTINCT patient FROM state ORDER BY patient")]
@@ -105,6 +135,9 @@ class LexicalIndex:
             for ref in remove:
                 self.conn.execute("DELETE FROM rows WHERE patient=? AND ref=?", (patient, ref))
                 self.conn.execute("DELETE FROM state WHERE patient=? AND ref=?", (patient, ref))
+                self.conn.execute("DELETE FROM rowdata WHERE patient=? AND ref=?", (patient, ref))
+            if remove or add:
+                self.conn.execute("DELETE FROM patients WHERE patient=?", (patient,))
             self.conn.executemany(
                 "INSERT INTO rows(text, ref, patient, type, date, code) VALUES (?,?,?,?,?,?)",
                 [(r.text, r.ref, patient, r.type, r.date, r.code) for r in add],
@@ -112,6 +145,18 @@ class LexicalIndex:
             self.conn.executemany(
                 "INSERT OR REPLACE INTO state(patient, ref, hash, dense) VALUES (?,?,?,'')",
                 [(patient, r.ref, row_hash(r)) for r in add],
+            )
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO rowdata(patient, ref, type, date, code, display, text) VALUES (?,?,?,?,?,?,?)",
+                [(patient, r.ref, r.type, r.date, r.code, r.display, r.text) for r in add],
+            )
+
+    def store_rows(self, patient: str, rows: Sequence[Row]) -> None:
+        """(Re)write the stored rows of a patient (for indexes built before ``rowdata`` existed)."""
+        with self.conn:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO rowdata(patient, ref, type, date, code, display, text) VALUES (?,?,?,?,?,?,?)",
+                [(patient, r.ref, r.type, r.date, r.code, r.display, r.text) for r in rows],
             )
 
     # --- reads ---------------------------------------------------------------------------------
