@@ -50,6 +50,9 @@ class ResultRecord(BaseModel):
     #: Why each sentence of ``unsupported`` failed (same order); empty in files written before it existed.
     unsupported_reasons: list[str] = Field(default_factory=list)
     computed: list[str] = Field(default_factory=list)
+    #: the run's tool calls in order (name, arguments, rows returned, refused/error, seconds), so a miss can be
+    #: explained without a re-run
+    tool_calls: list[dict] = Field(default_factory=list)
     #: Where ``verified`` comes from when it was not the solver's own check: "rechecked" by ``eval rescore
     #: --store``, or "stored verdict kept: <why>". Empty for a verdict given at run time.
     verified_note: str = ""
@@ -110,7 +113,7 @@ def record_for(task: Task, result: AnswerResult, *, solver: str, model: str, sec
         question=task.question, gold=task.answer.display(), answer=result.answer, correct=scores.answer.correct,
         score=scores.answer.score, scores=scores, citations=result.citations, evidence_refs=result.evidence_refs,
         verified=result.verified, unsupported=result.unsupported, unsupported_reasons=result.unsupported_reasons,
-        computed=result.computed,
+        computed=result.computed, tool_calls=result.tool_calls,
         steps=result.steps, prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens, seconds=result.seconds or seconds, error=result.error,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -136,7 +139,7 @@ def rescore(tasks: list[Task], records: list[ResultRecord], store: Any = None) -
                            verified=verdict.verified, unsupported=verdict.unsupported,
                            unsupported_reasons=verdict.unsupported_reasons, steps=r.steps,
                            prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, seconds=r.seconds,
-                           error=r.error, computed=r.computed)
+                           error=r.error, computed=r.computed, tool_calls=r.tool_calls)
         new = record_for(t, res, solver=r.solver, model=r.model, seconds=r.seconds, model_spec=r.model_spec)
         new.scores.judge = r.scores.judge
         new.finished_at = r.finished_at
