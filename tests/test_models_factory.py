@@ -167,12 +167,13 @@ def test_llamacpp_engine_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     gguf.write_bytes(b"GGUF" + b"\0" * 8)
     with pytest.raises(ValueError, match="unknown llama.cpp engine 'onnx'"):
         make_model(f"llamacpp:{gguf}#engine=onnx")
-    monkeypatch.setattr(lc, "available_engines", lambda: ["llama-cpp-python"])
-    assert make_model(f"llamacpp:{gguf}").engine == "llama-cpp-python"  # the only one installed
-    with pytest.raises(ModelError, match="pip install xllamacpp"):
-        make_model(f"llamacpp:{gguf}#engine=xllamacpp")
-    monkeypatch.setattr(lc, "available_engines", lambda: ["xllamacpp", "llama-cpp-python"])
-    assert make_model(f"llamacpp:{gguf}").engine == "xllamacpp"  # the prebuilt wheel comes first
+    monkeypatch.setattr(lc, "available_engines", lambda: ["xllamacpp"])
+    assert make_model(f"llamacpp:{gguf}").engine == "xllamacpp"  # the only one installed (default install)
+    with pytest.raises(ModelError, match="pip install llama-cpp-python"):
+        make_model(f"llamacpp:{gguf}#engine=llama-cpp-python")
+    monkeypatch.setattr(lc, "available_engines", lambda: ["llama-cpp-python", "xllamacpp"])
+    assert make_model(f"llamacpp:{gguf}").engine == "llama-cpp-python"  # a build for this CPU comes first
+    assert make_model(f"llamacpp:{gguf}#engine=xllamacpp").engine == "xllamacpp"
     monkeypatch.setattr(lc, "available_engines", lambda: [])
     with pytest.raises(ModelError, match="no llama.cpp binding is installed"):
         make_model(f"llamacpp:{gguf}")

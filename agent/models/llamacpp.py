@@ -2,11 +2,13 @@
 
 Two Python bindings of llama.cpp can run them (``engine``):
 
-* ``xllamacpp`` (the default; a prebuilt wheel on PyPI, nothing to compile): llama.cpp's own C++
-  server engine in-process, with the model's Jinja chat template, JSON-schema constrained sampling
-  and prompt (KV-cache prefix) reuse done natively;
-* ``llama-cpp-python`` (the optional extra ``ehr-agent[llama-cpp-python]``, built from source).
+* ``xllamacpp`` (what the default install brings: a prebuilt wheel on PyPI, nothing to compile):
+  llama.cpp's own C++ server engine in-process, with the model's Jinja chat template, JSON-schema
+  constrained sampling and prompt (KV-cache prefix) reuse done natively;
+* ``llama-cpp-python`` (the optional extra ``ehr-agent[llama-cpp-python]``, built from source for the
+  machine's own CPU: AVX-512 where there is one, which xllamacpp's portable wheel leaves out).
 
+When both are installed the source build is used: whoever installed it did so for its prompt speed.
 ``benchmarks/llama_backends.py`` measured both side by side (docs/models.md). The model's own chat
 template formats the conversation; tools reach the model only through our text protocol, because
 small models follow one plain instruction more reliably than a template's tool section, and the same
@@ -28,10 +30,11 @@ from agent.models.common import finish_text, text_mode_messages
 from agent.models.shaping import is_gemma
 from agent.protocol import RESULT_STOP
 
-#: bindings we can drive, in order of preference (import name, pip name)
+#: bindings we can drive, in order of preference (import name, pip name): a build for this very CPU
+#: first (only there when someone chose to compile it), then the prebuilt wheel of the default install
 ENGINES: dict[str, tuple[str, str]] = {
-    "xllamacpp": ("xllamacpp", "xllamacpp"),
     "llama-cpp-python": ("llama_cpp", "llama-cpp-python"),
+    "xllamacpp": ("xllamacpp", "xllamacpp"),
 }
 
 
@@ -278,8 +281,8 @@ class LlamaCppModel(ChatModel):
 
     ``temperature`` defaults to 0 (greedy): for tool calling with a small model, determinism and the
     most likely format matter more than variety. ``n_threads`` None means :func:`auto_threads`.
-    ``engine`` picks the binding (``xllamacpp`` or ``llama-cpp-python``); None means the first
-    installed, in that order.
+    ``engine`` picks the binding (``llama-cpp-python`` or ``xllamacpp``); None means the first
+    installed, in that order (:data:`ENGINES`).
     """
 
     def __init__(
