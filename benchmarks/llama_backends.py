@@ -74,6 +74,7 @@ class _Engine:
             p.verbosity = -1
             p.cache_ram_mib = 0
             p.warmup = False  # the others do not warm up at load either; _measure warms all up alike
+            p.fit_params = False  # as agent.models.llamacpp sets it (added after the 2026-12-02 run)
             self.llm = xlc.Server(p)
         elif backend == "llama-cpp-py-sync":
             import llama_cpp_py_sync as lps
