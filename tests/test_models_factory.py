@@ -157,3 +157,23 @@ def test_auto_threads_drops_to_one_when_oversubscribed(monkeypatch: pytest.Monke
     assert lc.auto_threads() == 2
     monkeypatch.setattr(lc.os, "cpu_count", lambda: 16)
     assert lc.auto_threads() == 2 and lc.auto_threads(limit=8) == 8
+
+
+def test_llamacpp_engine_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine= picks the llama.cpp binding; an unknown or missing one is a clear error, before any load."""
+    import agent.models.llamacpp as lc
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 8)
+    with pytest.raises(ValueError, match="unknown llama.cpp engine 'onnx'"):
+        make_model(f"llamacpp:{gguf}#engine=onnx")
+    monkeypatch.setattr(lc, "available_engines", lambda: ["xllamacpp"])
+    assert make_model(f"llamacpp:{gguf}").engine == "xllamacpp"  # the only one installed (default install)
+    with pytest.raises(ModelError, match="pip install llama-cpp-python"):
+        make_model(f"llamacpp:{gguf}#engine=llama-cpp-python")
+    monkeypatch.setattr(lc, "available_engines", lambda: ["llama-cpp-python", "xllamacpp"])
+    assert make_model(f"llamacpp:{gguf}").engine == "llama-cpp-python"  # a build for this CPU comes first
+    assert make_model(f"llamacpp:{gguf}#engine=xllamacpp").engine == "xllamacpp"
+    monkeypatch.setattr(lc, "available_engines", lambda: [])
+    with pytest.raises(ModelError, match="no llama.cpp binding is installed"):
+        make_model(f"llamacpp:{gguf}")

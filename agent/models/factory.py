@@ -37,7 +37,7 @@ _HF_OPTS = {
 }
 _LLAMA_OPTS = {
     "n_ctx": int, "n_threads": int, "n_batch": int, "temperature": float, "top_p": float, "top_k": int,
-    "max_tokens": int, "seed": int, "family": str, "backend": str,
+    "max_tokens": int, "seed": int, "family": str, "backend": str, "engine": str,
 }
 
 
@@ -120,18 +120,20 @@ def _embedded(spec: ModelSpec, cfg: ModelSettings) -> ChatModel:
     name = f"embedded:{info.key}"
     if backend == "llamacpp":
         if not llama_cpp_available():
-            raise ModelError("backend=llamacpp asked for, but llama-cpp-python is not installed")
+            raise ModelError("backend=llamacpp asked for, but no llama.cpp binding is installed: pip install xllamacpp")
         return LlamaCppModel(path, name=name, **opts)
     if backend != "transformers":
         raise ValueError(f"embedded: backend must be llamacpp or transformers, not {backend!r}")
     if not asked:
         log.warning(
-            "llama-cpp-python is not installed; running %s through transformers' GGUF loader "
-            "(dequantized to float32: slower, ~4x the memory). `pip install llama-cpp-python` to fix.",
+            "no llama.cpp binding is installed; running %s through transformers' GGUF loader "
+            "(dequantized to float32: slower, ~4x the memory). `pip install xllamacpp` to fix.",
             info.key,
         )
     from agent.models.hf import TransformersModel
 
+    if "engine" in opts:
+        raise ValueError("embedded: engine= applies to backend=llamacpp, not transformers")
     hf_opts = {k: v for k, v in opts.items() if k in ("temperature", "top_p", "top_k", "max_tokens", "family")}
     hf_opts.setdefault("temperature", 0.0)
     return TransformersModel(path, name=name + "(transformers)", **hf_opts)
