@@ -137,6 +137,14 @@ def check_cohort_answer(
                 claim.reasons.append(f"[{q}] {n}")
                 continue
             ok_nums.add(str(n))
+            clinical = [v for k, v in params if k.split(":")[0] in ("date", "onset-date", "authoredon",
+                                                                     "recorded-date", "period")]
+            if question.strip() and clinical and not re.search(r"\b(1[89]\d\d|20\d\d)\b|\b(since|before|after|"
+                                                               r"between|year|month|during)\b", question, re.I):
+                # The count is limited to a period the question never asked about ("have had prediabetes"
+                # counted in 2010 only): a true count of another question.
+                claim.reasons.append(f"[{q}] counts only {', '.join(query_dates(params))}, but the question asks "
+                                     "about no period; count without a date")
             d, y = _date_values(query_dates(params))
             ok_dates |= d
             ok_nums |= y

@@ -164,3 +164,20 @@ def test_failed_cohort_answer_reads_as_could_not_answer(fixture_store):
     r = answer_cohort(fixture_store, QUESTION, model=model)
     assert not r.verified and r.answer.startswith("Could not answer with a verified count")
     assert "was not run" not in r.answer and "Rewrite the answer" not in r.answer
+
+
+def test_a_count_limited_to_a_period_the_question_never_named_is_flagged(fixture_store):
+    """Scripted model: asked 'ever', it counts 2010 only (seen with the embedded model); the check flags it."""
+    call = tool_call("cohort_count", {"what": "hospital stays", "count": "records", "start": "2010", "end": "2010"})
+    key = "query:Encounter?class=IMP&date=2010"
+    model = ScriptedModel([call, f"There were 2 hospital stays [{key}].", f"There were 2 hospital stays [{key}]."])
+    r = answer_cohort(fixture_store, "How many hospital stays are in the data?", model=model)
+    assert not r.verified and r.unsupported
+
+
+def test_cohort_count_falls_back_from_a_wrong_kind(fixture_store):
+    from tools.cohort_tools import CohortSession
+
+    out = CohortSession(fixture_store).call("cohort_count", {"what": "flu shot", "kind": "medication",
+                                                             "start": "2014", "end": "2014"})
+    assert out.text.splitlines()[-1].startswith("Answer: 1 patients in 2014 [patients:Immunization?")

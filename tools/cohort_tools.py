@@ -387,7 +387,10 @@ class CohortSession:
                  "procedure": ["Procedure"], "visit": ["Encounter"], "allergy": ["AllergyIntolerance"]}
         types = order.get(kind, ["Condition", "Immunization", "MedicationRequest", "Encounter", "Procedure",
                                  "AllergyIntolerance"])
-        for rtype in types:
+        # The kind the model chose first, then the others: "flu shot" with kind medication is still a vaccine.
+        rest = [t for t in ("Condition", "Immunization", "MedicationRequest", "Encounter", "Procedure",
+                            "AllergyIntolerance") if t not in types]
+        for rtype in types + rest:
             matches = vocab.resolve(a.what, self.concepts(rtype))
             if matches:
                 break
