@@ -105,6 +105,20 @@ class CohortNodes(AgentNodes):
                     self._cohort.popitem(last=False)
             return s
 
+    def tools(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        """Run the calls, after holding ``cohort_count`` to what the question says: a small model adds a year
+        to "have ever had" questions and counts stays when asked for women; the question's words decide."""
+        messages = list(state.get("messages") or [])
+        if messages:
+            last = ChatMessage.model_validate(messages[-1])
+            fixed = [c.model_copy(update={"arguments": align_count_args(c.arguments, state.get("question") or "")})
+                     if c.name == "cohort_count" and isinstance(c.arguments, dict) else c for c in last.tool_calls]
+            if fixed != last.tool_calls:
+                messages[-1] = last.model_copy(update={"tool_calls": fixed}).model_dump(exclude_defaults=True) | {
+                    "role": last.role}
+                state = {**state, "messages": messages}
+        return super().tools(state, config)
+
     def first_call_tools(self) -> tuple[str, ...]:
         """The constrained first turn of a cohort question is the answer-shaped count."""
         return ("cohort_count",)
@@ -165,6 +179,23 @@ class CohortNodes(AgentNodes):
         _writer()({"type": "repair", "problems": report.problems()})
         messages = list(state.get("messages") or []) + [_msg("user", text)]
         return {"messages": messages, "repairs": int(state.get("repairs") or 0) + 1}
+
+
+_YEARISH = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(since|before|after|between|during|year|month)\b", re.I)
+_WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|persons|individuals|women|men|"
+                  r"children|kids|females|males)\b", re.I)
+
+
+def align_count_args(args: dict, question: str) -> dict:
+    """``cohort_count`` arguments with no period the question does not name, and counting patients when the
+    question asks how many patients (people, women...)."""
+    out = dict(args)
+    if question and not _YEARISH.search(question):
+        out.pop("start", None)
+        out.pop("end", None)
+    if question and _WHO.search(question):
+        out["count"] = "patients"
+    return out
 
 
 def build_cohort_graph(store: FHIRStore | None, model: ChatModel | None, settings: AgentSettings | None = None, *,

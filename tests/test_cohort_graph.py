@@ -181,3 +181,13 @@ def test_cohort_count_falls_back_from_a_wrong_kind(fixture_store):
     out = CohortSession(fixture_store).call("cohort_count", {"what": "flu shot", "kind": "medication",
                                                              "start": "2014", "end": "2014"})
     assert out.text.splitlines()[-1].startswith("Answer: 1 patients in 2014 [patients:Immunization?")
+
+
+def test_count_arguments_follow_the_question():
+    from agent.cohort import align_count_args
+
+    args = {"what": "prediabetes", "count": "records", "start": "2010", "end": "2010"}
+    assert align_count_args(args, "How many people in the data have had prediabetes?") == {
+        "what": "prediabetes", "count": "patients"}
+    args = {"what": "inpatient stays", "count": "records", "start": "2017", "end": "2017"}
+    assert align_count_args(args, "2017: how many inpatient admissions were there?") == args

@@ -110,6 +110,7 @@ LAY_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "blood clot in the lung": (("pulmonary embolism",), ("59282003",)),
     "clot in lung": (("pulmonary embolism",), ("59282003",)),
     "blood clot": (("embolism", "thrombosis"), ()),
+    "blood infection": (("sepsis",), ()),
     "dvt": (("deep venous thrombosis", "deep vein thrombosis"), ()),
     "pe": (("pulmonary embolism",), ("59282003",)),
     "pulmonary embolism": (("pulmonary embolism",), ("59282003",)),
