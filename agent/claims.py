@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools import vocabulary as vocab
-from tools.facts import Lookup, LookupArgs, _concept_field, _end_date, _status, age_between, numeric_value, \
+from tools.facts import _DEMOGRAPHIC, Lookup, LookupArgs, _concept_field, _end_date, _status, age_between, numeric_value, \
     ref_of, value_text
 from tools.store.base import StoreError
 
@@ -399,6 +399,13 @@ class ClaimChecker:
             if answer_cites or refs or re.search(r"\b(else|other|further|additional|more)\b", body, _I):
                 return None
             thing = self.question
+            if _DEMOGRAPHIC.search(thing) and not [w for w in vocab.named_words(thing)
+                                                   if not _DEMOGRAPHIC.fullmatch(w) and w not in ("old", "how", "patient")]:
+                # Sex, birth, death, age: the Patient resource holds them.
+                patient = self.s.patient()
+                row = self.s.row(patient)
+                return ClaimFailure("absence", "the record does hold it",
+                                    f"the Patient resource holds it: {row.text}", {row.ref: row.text})
         start, end = _window(body)
         if start is None and end is None:
             start, end = _window(self.question)

@@ -102,7 +102,7 @@ class AgentNodes:
         }
         if state.get("evidence_patient") != pid:
             # Evidence carries over to follow-ups in a thread, but never from another patient.
-            fresh.update(evidence={}, computed=[], evidence_patient=pid, history=[])
+            fresh.update(evidence={}, computed=[], proofs={}, evidence_patient=pid, history=[])
         if not pid or not question:
             return fresh | {"route": "finish", "error": "a patient id and a question are required",
                             "draft": "No answer: a patient id and a question are required."}
@@ -216,18 +216,20 @@ class AgentNodes:
         last = ChatMessage.model_validate(messages[-1])
         evidence = dict(state.get("evidence") or {})
         computed = list(state.get("computed") or [])
+        proofs = dict(state.get("proofs") or {})
         log = list(state.get("tool_log") or [])
         for call in last.tool_calls:
             t0 = time.perf_counter()
             out = session.call(call.name, call.arguments)
             evidence.update(out.evidence)
             computed.extend(out.computed)
+            proofs.update(out.proofs)
             messages.append(_msg("tool", out.text, tool_call_id=call.id, name=call.name))
             entry = {"name": call.name, "arguments": call.arguments, "rows": len(out.evidence),
                      "refused": out.refused, "error": out.error, "seconds": round(time.perf_counter() - t0, 4)}
             log.append(entry)
             write({"type": "tool", **entry, "preview": out.text.split("\n", 1)[0][:160]})
-        return {"messages": messages, "evidence": evidence, "computed": computed, "tool_log": log}
+        return {"messages": messages, "evidence": evidence, "computed": computed, "proofs": proofs, "tool_log": log}
 
     def check(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """Verify the draft's citations by code."""
@@ -248,7 +250,7 @@ class AgentNodes:
                                 question=state.get("question") or "", as_of=state.get("resolved_as_of"),
                                 claims=checker)
 
-        draft = state.get("draft") or ""
+        draft = cite_counts(state.get("draft") or "", state.get("proofs") or {})
         report = run_check(draft)
         auto: list[str] = []
         if not report.verified and self.settings.auto_cite:
@@ -324,6 +326,32 @@ class AgentNodes:
         if not result.error:
             history.append({"question": state.get("question") or "", "answer": result.answer})
         return {"result": result.model_dump(), "history": history, "route": "end"}
+
+
+_CITED = re.compile(r"\[[A-Z][A-Za-z]+/[^\]]+\]")
+
+
+def cite_counts(answer: str, proofs: dict[str, list[str]]) -> str:
+    """Cite, by code, an uncited sentence that states a count a tool computed, with the records counted.
+
+    Small models drop the dozen references of "5 visits in 2017"; the records are known, and the claim
+    check recounts them, so a wrong count still fails."""
+    if not proofs:
+        return answer
+    from agent.citations import split_sentences
+
+    for sentence in split_sentences(answer):
+        if _CITED.search(sentence):
+            continue
+        nums = set(re.findall(r"(?<![\d.\-/])(\d+)(?![\d.\-/])", sentence))
+        hit = next((n for n in nums if n in proofs and proofs[n]), None)
+        if hit is None:
+            continue
+        body = sentence.rstrip()
+        end = len(body) - len(body.rstrip(".!?"))
+        refs = " ".join(f"[{r}]" for r in proofs[hit])
+        answer = answer.replace(sentence, f"{body[: len(body) - end]} {refs}{body[len(body) - end:]}", 1)
+    return answer
 
 
 def first_call_schema(specs: list, names: tuple[str, ...], max_calls: int = 3) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ class AgentState(AgentInput, total=False):
     messages: list[dict[str, Any]]
     evidence: dict[str, str]
     computed: list[str]
+    proofs: dict[str, list[str]]
     evidence_patient: str
     steps: int
     repairs: int

@@ -311,3 +311,22 @@ def test_an_answer_about_another_day_than_asked_is_flagged(fixture_store):
     bad = verdict(fixture_store, ALICE, f"The latest HbA1c was 6.5 % on 2023-10-03 [{latest}].", question=q)
     assert not bad.verified and "asks about 2015-06-20" in bad.unsupported_reasons[0]
     assert verdict(fixture_store, ALICE, f"On 2015-06-20 her HbA1c was 7.4 % [{A1C_2015}].", question=q).verified
+
+
+def test_uncited_count_is_cited_with_the_records_counted(fixture_store):
+    """Scripted model: it states the count lookup computed but cites nothing; code cites the records counted,
+    and the claim check recounts them (a wrong count would still fail)."""
+    call = _call("lookup", op="count", what="flu shot", start="2014", end="2014")
+    model = ScriptedModel([call, "She had 1 flu shot in 2014."])
+    res = answer(fixture_store, ALICE, "How many flu shots did she get in 2014?", model=model,
+                 settings=AgentSettings(), as_of=AS_OF)
+    assert res.verified and res.citations and res.citations[0].startswith("Immunization/"), res.answer
+    model = ScriptedModel([call, "She had 2 flu shots in 2014.", "She had 2 flu shots in 2014."])
+    res = answer(fixture_store, ALICE, "How many flu shots did she get in 2014?", model=model,
+                 settings=AgentSettings(), as_of=AS_OF)
+    assert not res.verified
+
+
+def test_give_up_on_a_demographic_question_is_flagged(fixture_store):
+    bad = verdict(fixture_store, ALICE, "Not in the record.", question="Is this patient male or female?")
+    assert not bad.verified and "gender female" in bad.unsupported_reasons[0]

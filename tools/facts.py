@@ -60,6 +60,8 @@ class Fact(BaseModel):
     computed: list[str] = Field(default_factory=list)
     #: the record concepts ``what`` resolved to (labels), for logs and the claim check
     concepts: list[str] = Field(default_factory=list)
+    #: computed value -> the references that prove it (see ToolOutput.proofs)
+    proofs: dict[str, list[str]] = Field(default_factory=dict)
 
 
 # Words in ``what`` that hint at a kind of record when the model left ``kind`` at "any".
@@ -510,7 +512,7 @@ class Lookup:
         if n > self.s.max_rows:
             lines.append(f"... {n - self.s.max_rows} more")
         return Fact(text="\n".join(lines), evidence=self._ev(rs[: max(self.s.max_rows, _REF_LIMIT)]),
-                    computed=[str(n)])
+                    computed=[str(n)], proofs={str(n): [ref_of(r) for r in rs[:_REF_LIMIT]]} if rs else {})
 
     def _op_change(self, a: LookupArgs, res, start, end) -> Fact:
         rs = [r for r in self._window(res, start, end) if self.number(r) is not None]

@@ -48,6 +48,9 @@ class ToolOutput(BaseModel):
     text: str
     evidence: dict[str, str] = Field(default_factory=dict)
     computed: list[str] = Field(default_factory=list)
+    #: a computed value -> the references that prove it (a count -> the records counted), so an answer that
+    #: states the value without citing can be cited by code, and the claim check then recounts them
+    proofs: dict[str, list[str]] = Field(default_factory=dict)
     refused: bool = False
     error: bool = False
 
@@ -657,7 +660,7 @@ class PatientSession:
             if found.evidence:
                 text = fact.text + "\nRows and clinical notes that mention it:\n" + "\n".join(found.evidence.values())
                 return ToolOutput(text=text, evidence=found.evidence, computed=fact.computed)
-        return ToolOutput(text=fact.text, evidence=fact.evidence, computed=fact.computed)
+        return ToolOutput(text=fact.text, evidence=fact.evidence, computed=fact.computed, proofs=fact.proofs)
 
     def calculate(self, a: calculator.CalcArgs) -> ToolOutput:
         """Arithmetic on dates and series; the patient's birth date is the default for ``age``."""
