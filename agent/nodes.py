@@ -236,13 +236,7 @@ class AgentNodes:
         session = self.session(state["patient_id"], state["resolved_as_of"], config)
         evidence = state.get("evidence") or {}
 
-        def belongs(ref: str) -> bool:
-            rtype, _, rid = ref.partition("/")
-            try:
-                return session.allowed(session.store.read(rtype, rid))
-            except StoreError:
-                return False
-
+        belongs = session.belongs
         checker = ClaimChecker(session, state.get("question") or "") if self.settings.check_claims else None
 
         def run_check(text: str) -> CitationReport:

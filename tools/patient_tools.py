@@ -362,6 +362,14 @@ class PatientSession:
             self._cache.allowed[key] = ok
         return ok
 
+    def belongs(self, ref: str) -> bool:
+        """Whether ``Type/id`` names a resource this patient's session may read (False if it does not exist)."""
+        rtype, _, rid = ref.split("#")[0].partition("/")
+        try:
+            return self.allowed(self.store.read(rtype, rid))
+        except StoreError:
+            return False
+
     def row(self, resource: dict) -> Row:
         """The projected row of a resource (cached with the record)."""
         key = ref_of(resource)

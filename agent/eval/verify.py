@@ -111,12 +111,7 @@ def recheck(store: Any, *, patient: str | None, question: str, answer: str, solv
     refs = cited_refs(text) if solver in WHOLE_RECORD_SOLVERS else list(evidence_refs)
     evidence = evidence_rows(session, refs)
 
-    def belongs(ref: str) -> bool:
-        rtype, _, rid = ref.partition("/")
-        try:
-            return session.allowed(session.store.read(rtype, rid))
-        except StoreError:
-            return False
+    belongs = session.belongs
 
     report = check_answer(text, evidence, belongs=belongs, computed=list(computed or []), question=question, as_of=as_of,
                           claims=ClaimChecker(session, question))
