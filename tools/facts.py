@@ -252,21 +252,22 @@ class Lookup:
         #: component codes of the concept being answered (a panel's reading), set by :meth:`resolve`
         self.component: set[str] = set()
 
+    def _comp(self, r: dict) -> dict | None:
+        """The component of ``r`` that is the concept being answered (a panel's reading), if any."""
+        for comp in r.get("component") or [] if self.component else []:
+            if {str(cd.get("code")) for cd in _codings(comp.get("code"))} & self.component:
+                return comp
+        return None
+
     def value(self, r: dict) -> str | None:
         """The value of ``r`` for the concept being answered (a component's when it is one)."""
-        if self.component:
-            for comp in r.get("component") or []:
-                if {str(cd.get("code")) for cd in _codings(comp.get("code"))} & self.component:
-                    return render_quantity(comp.get("valueQuantity"))
-        return value_text(r)
+        comp = self._comp(r)
+        return render_quantity(comp.get("valueQuantity")) if comp else value_text(r)
 
     def number(self, r: dict) -> float | None:
         """The number of ``r`` for the concept being answered."""
-        if self.component:
-            for comp in r.get("component") or []:
-                if {str(cd.get("code")) for cd in _codings(comp.get("code"))} & self.component:
-                    return _num((comp.get("valueQuantity") or {}).get("value"))
-        return numeric_value(r)
+        comp = self._comp(r)
+        return _num((comp.get("valueQuantity") or {}).get("value")) if comp else numeric_value(r)
 
     def concepts(self, types: Sequence[str]) -> list[vocab.Concept]:
         key = tuple(types)
@@ -372,11 +373,10 @@ class Lookup:
         return (self.s.row(r).date or "")[:10]
 
     def _name(self, r: dict) -> str:
-        if self.component:
+        comp = self._comp(r)
+        if comp:
             # A panel's reading is named as the reading ("Systolic Blood Pressure"), not as the panel.
-            for comp in r.get("component") or []:
-                if {str(cd.get("code")) for cd in _codings(comp.get("code"))} & self.component:
-                    return concept_display(comp.get("code")) or "reading"
+            return concept_display(comp.get("code")) or "reading"
         return concept_display(_concept_field(self.s.with_medication(r))) or r.get("resourceType", "record")
 
     def _cite(self, rs: Sequence[dict]) -> str:

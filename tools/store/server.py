@@ -350,6 +350,14 @@ class _HeadGuard:
 
     _head_timer = None
 
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
+
     def _arm(self) -> None:
         self._disarm()
         self._head_timer = self.loop.call_later(REQUEST_HEAD_TIMEOUT_S, self._head_timeout)
@@ -380,14 +388,6 @@ def _request_head_protocol():
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
         class TimedH11Protocol(_HeadGuard, H11Protocol):
-            def connection_made(self, transport) -> None:  # type: ignore[override]
-                super().connection_made(transport)
-                self._arm()
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                self._disarm()
-                super().connection_lost(exc)
-
             def handle_events(self) -> None:
                 super().handle_events()
                 if self.cycle is not None and not self.cycle.response_complete:
@@ -401,14 +401,6 @@ def _request_head_protocol():
 
     class GuardedHttpToolsProtocol(_HeadGuard, HttpToolsProtocol):
         _head_bytes = 0
-
-        def connection_made(self, transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
             self._head_bytes = 0
