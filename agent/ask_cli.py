@@ -60,10 +60,10 @@ def _numbered(answer: str, citations: list[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ask``; exit code 0 for an answer, 1 when the run ended with an error, 2 for bad input."""
-    from agent.configuration import AgentSettings
-    from agent.models.base import ModelError
-    from agent.runner import answer
-    from tools.store import open_store
+    from ehr_agent.agent.configuration import AgentSettings
+    from ehr_agent.agent.models.base import ModelError
+    from ehr_agent.agent.runner import answer
+    from ehr_agent.tools.store import open_store
 
     if not args.question.strip():
         print("error: the question is empty", file=sys.stderr)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     store = open_store(args.store)  # StoreError -> the dispatcher prints it
     try:
-        from agent.models.factory import make_model
+        from ehr_agent.agent.models.factory import make_model
 
         model = make_model(args.model)
     except (ValueError, ModelError) as e:
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     index = None
     if args.index:
         try:
-            from tools.retrieval import HybridIndex
+            from ehr_agent.tools.retrieval import HybridIndex
 
             index = HybridIndex(store, args.index)
         except Exception as e:  # noqa: BLE001 - the agent still works without semantic search

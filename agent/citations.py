@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tools.store.compartment import PATIENT_COMPARTMENT, SHARED_TYPES
+from ehr_agent.tools.store.compartment import PATIENT_COMPARTMENT, SHARED_TYPES
 
 UNSUPPORTED_MARK = "[unsupported]"
 _RANGE_WORDS = re.compile(r"\b(since|between|and|from|after|before|as of|until|till|through|by|prior to|up to|during)\W*$", re.I)

@@ -34,10 +34,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools import vocabulary as vocab
-from tools.facts import _DEMOGRAPHIC, Lookup, LookupArgs, _concept_field, _end_date, _status, age_between, numeric_value, \
+from ehr_agent.tools import vocabulary as vocab
+from ehr_agent.tools.facts import _DEMOGRAPHIC, Lookup, LookupArgs, _concept_field, _end_date, _status, age_between, numeric_value, \
     ref_of, value_text
-from tools.store.base import StoreError
+from ehr_agent.tools.store.base import StoreError
 
 _I = re.I
 LATEST = re.compile(r"\b(latest|most recent|most recently|last|newest|recent|current)\b", _I)
@@ -222,7 +222,7 @@ class ClaimChecker:
     def _asked_day(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
         """A question about one day ("on Jul 17 2016") answered with rows of other days only is no answer to
         it, however true those rows are."""
-        from agent.citations import extract_values
+        from ehr_agent.agent.citations import extract_values
 
         if not events or re.search(r"\b(between|from|since|after|before|until|as of)\b", self.question, _I):
             return None

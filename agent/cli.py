@@ -11,12 +11,12 @@ import sys
 
 # module path -> has a ``register(subparsers)`` function
 COMMAND_MODULES = (
-    "tools.store.cli",
-    "tools.retrieval.cli",
-    "agent.ask_cli",
-    "agent.cohort_cli",
-    "agent.eval.cli",
-    "agent.mcp_server",
+    "ehr_agent.tools.store.cli",
+    "ehr_agent.tools.retrieval.cli",
+    "ehr_agent.agent.ask_cli",
+    "ehr_agent.agent.cohort_cli",
+    "ehr_agent.agent.eval.cli",
+    "ehr_agent.agent.mcp_server",
 )
 
 
@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ehr-agent`` console script; returns the process exit code."""
-    from agent.models.base import ModelError
-    from tools.store.base import StoreError
+    from ehr_agent.agent.models.base import ModelError
+    from ehr_agent.tools.store.base import StoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)

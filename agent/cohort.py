@@ -7,7 +7,7 @@ the patient graph's own nodes (:class:`agent.nodes.AgentNodes`); this module swa
 (:mod:`agent.cohort_citations`), which re-runs every cited query and compares its count with the number
 the answer states::
 
-    from agent.cohort import answer_cohort
+    from ehr_agent.agent.cohort import answer_cohort
     result = answer_cohort(store, "How many patients received the HPV vaccine in 2015?", model=model)
     result.answer     # "3 patients ... [patients:Immunization?date=2015&vaccine-code=...|62]."
     result.verified   # True: the query was run by a tool, and re-running it gives 3
@@ -20,24 +20,23 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, TypedDict
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
-from agent.citations import CitationReport
-from agent.cohort_citations import check_cohort_answer
-from agent.configuration import AgentSettings
-from agent.models.base import ChatMessage, ChatModel
-from agent.graph import assemble_graph
-from agent.nodes import AgentNodes
-from agent.runner import run_graph
-from agent.prompts import PROMPTS_DIR
-from agent.schema import AnswerResult
-from agent.state import AgentState
-from tools.cohort_tools import CITE_KINDS, CohortSession
-from tools.store.base import FHIRStore, StoreError
+from ehr_agent.agent.citations import CitationReport
+from ehr_agent.agent.cohort_citations import check_cohort_answer
+from ehr_agent.agent.configuration import AgentSettings
+from ehr_agent.agent.models.base import ChatMessage, ChatModel
+from ehr_agent.agent.graph import assemble_graph
+from ehr_agent.agent.nodes import AgentNodes
+from ehr_agent.agent.runner import run_graph
+from ehr_agent import prompts
+from ehr_agent.agent.schema import AnswerResult
+from ehr_agent.agent.state import AgentState
+from ehr_agent.tools.cohort_tools import CITE_KINDS, CohortSession
+from ehr_agent.tools.store.base import FHIRStore, StoreError
 
 #: what the patient-shaped state holds as ``patient_id`` in a cohort run (every patient)
 COHORT = "*"
@@ -49,18 +48,9 @@ class CohortInput(TypedDict, total=False):
     question: str
 
 
-@lru_cache(maxsize=None)
-def _prompt(name: str) -> str:
-    path = PROMPTS_DIR / f"cohort_{name}.md"
-    if not path.exists():
-        raise FileNotFoundError(f"prompt file {path} is missing")
-    return path.read_text(encoding="utf-8").strip()
-
-
 def render(name: str, **values: object) -> str:
     """The prompt ``prompts/cohort_<name>.md`` with ``{key}`` replaced by ``values[key]``."""
-    return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0),
-                  _prompt(name))
+    return prompts.render(f"cohort_{name}", **values)
 
 
 def _writer():

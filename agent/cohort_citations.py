@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from agent.citations import (
+from ehr_agent.agent.citations import (
     NEGATIVE,
     UNSUPPORTED_MARK,
     CitationReport,
@@ -30,8 +30,8 @@ from agent.citations import (
     extract_values,
     split_sentences,
 )
-from tools.cohort_tools import CohortToolError, canonical_cite, parse_cite, query_dates
-from tools.store.base import StoreError
+from ehr_agent.tools.cohort_tools import CohortToolError, canonical_cite, parse_cite, query_dates
+from ehr_agent.tools.store.base import StoreError
 
 QUERY_CITE = re.compile(r"\[\s*((?:query|patients):[^\[\]]+?)\s*\]")
 _PLACEHOLDER = re.compile(r"\u27e6q(\d+)\u27e7")

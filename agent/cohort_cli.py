@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from agent.ask_cli import JSON_KEYS, _print_answer, _Printer
+from ehr_agent.agent.ask_cli import JSON_KEYS, _print_answer, _Printer
 
 
 def register(subparsers) -> None:
@@ -31,10 +31,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ask-cohort``; exit code 0 for an answer, 1 when the run ended with an error, 2 for bad input."""
-    from agent.cohort import answer_cohort
-    from agent.configuration import AgentSettings
-    from agent.models.base import ModelError
-    from tools.store import open_store
+    from ehr_agent.agent.cohort import answer_cohort
+    from ehr_agent.agent.configuration import AgentSettings
+    from ehr_agent.agent.models.base import ModelError
+    from ehr_agent.tools.store import open_store
 
     if not args.question.strip():
         print("error: the question is empty", file=sys.stderr)
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     store = open_store(args.store)  # StoreError -> the dispatcher prints it
     try:
-        from agent.models.factory import make_model
+        from ehr_agent.agent.models.factory import make_model
 
         model = make_model(args.model)
     except (ValueError, ModelError) as e:

@@ -20,11 +20,11 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from agent.configuration import AgentSettings
-from agent.models.base import ChatModel
-from agent.nodes import AgentNodes, after_tools, route
-from agent.state import AgentInput, AgentOutput, AgentState
-from tools.store.base import FHIRStore
+from ehr_agent.agent.configuration import AgentSettings
+from ehr_agent.agent.models.base import ChatModel
+from ehr_agent.agent.nodes import AgentNodes, after_tools, route
+from ehr_agent.agent.state import AgentInput, AgentOutput, AgentState
+from ehr_agent.tools.store.base import FHIRStore
 
 
 def build_graph(*, store: FHIRStore, model: ChatModel, settings: AgentSettings | None = None, index: Any = None,
@@ -70,8 +70,8 @@ def assemble_graph(nodes: Any, settings: AgentSettings, *, first: tuple[str, Any
 
 def make_graph(config: dict | None = None):
     """Build the graph from ``EHR_AGENT_STORE``, ``EHR_AGENT_MODEL`` (and the other settings) for ``langgraph dev``."""
-    from agent.models.factory import make_model
-    from tools.store import open_store
+    from ehr_agent.agent.models.factory import make_model
+    from ehr_agent.tools.store import open_store
 
     settings = AgentSettings()
     if not settings.store:
@@ -79,7 +79,7 @@ def make_graph(config: dict | None = None):
     store = open_store(settings.store)
     index = None
     if settings.index_dir:
-        from tools.retrieval import HybridIndex
+        from ehr_agent.tools.retrieval import HybridIndex
 
         index = HybridIndex(store, settings.index_dir)
     return build_graph(store=store, model=make_model(settings.model), settings=settings, index=index)

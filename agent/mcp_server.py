@@ -184,7 +184,7 @@ class EHRTools:
                  as_of: str | None = None, index: Any = None,
                  audit: AuditLog | None = None, max_chars: int | None = None, max_raw_chars: int = 12000,
                  find_limit: int | None = None):
-        from agent.configuration import AgentSettings
+        from ehr_agent.agent.configuration import AgentSettings
 
         self.store = store
         self.patients = patients
@@ -205,7 +205,7 @@ class EHRTools:
     # ---- the tool list --------------------------------------------------------------------------
     def _session(self, patient_id: str, as_of: str | None = None) -> Any:
         """The toolkit's session for a patient (kept for a few patients: its caches make paging cheap)."""
-        from tools.patient_tools import PatientSession
+        from ehr_agent.tools.patient_tools import PatientSession
 
         key = (patient_id, as_of or self.as_of or date.today().isoformat())
         with self._lock:
@@ -223,7 +223,7 @@ class EHRTools:
     def _build_tools(self) -> dict[str, ToolDef]:
         from jsonschema import Draft202012Validator
 
-        from tools.patient_tools import PatientSession
+        from ehr_agent.tools.patient_tools import PatientSession
 
         # A session without a store: only its specs are read, which need no data.
         specs = PatientSession(None, "", max_rows=self.settings.max_rows).tool_specs()
@@ -270,7 +270,7 @@ class EHRTools:
         try:
             out = self._validated(tool, args) or tool.run(dict(args))
         except Exception as e:  # noqa: BLE001 - one failing call must never take the server down
-            from tools.store.base import StoreError
+            from ehr_agent.tools.store.base import StoreError
 
             if isinstance(e, StoreError):
                 out = Outcome(f"error: the record store failed: {e.message}", error="store failed")
@@ -368,8 +368,8 @@ class EHRTools:
         return "FHIR JSON:\n" + text
 
     def _find_patients(self, args: dict[str, Any]) -> Outcome:
-        from tools.retrieval.projections import project_row
-        from tools.store.base import SearchError
+        from ehr_agent.tools.retrieval.projections import project_row
+        from ehr_agent.tools.store.base import SearchError
 
         offset = int(args.get("offset") or 0)
         params: list[tuple[str, str]] = [(k, str(args[k])) for k in ("name", "birthdate", "identifier")
@@ -402,7 +402,7 @@ class EHRTools:
         return Outcome("\n".join(lines), rows=len(page))
 
     def _ask(self, args: dict[str, Any]) -> Outcome:
-        from agent.runner import answer
+        from ehr_agent.agent.runner import answer
 
         pid = args["patient_id"]
         bad = self._scope(pid)
@@ -463,8 +463,8 @@ class ModelProvider:
     """
 
     def __init__(self, spec: str | None):
-        from agent.models.factory import resolve_spec
-        from agent.models.spec import ModelSpec
+        from ehr_agent.agent.models.factory import resolve_spec
+        from ehr_agent.agent.models.spec import ModelSpec
 
         self.spec = resolve_spec(spec)
         self.kind = ModelSpec.parse(self.spec).kind  # ValueError for a malformed spec, at start-up
@@ -473,7 +473,7 @@ class ModelProvider:
 
     def __call__(self) -> tuple[Any, bool]:
         """``(model, owned)``: an owned model is the caller's to close."""
-        from agent.models.factory import make_model
+        from ehr_agent.agent.models.factory import make_model
 
         if self.kind == "scripted":
             return make_model(self.spec), True
@@ -652,7 +652,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``serve-mcp`` until the client disconnects (stdio) or the process is stopped (HTTP)."""
     import anyio
 
-    from tools.store import open_store
+    from ehr_agent.tools.store import open_store
 
     if args.as_of is not None:
         try:
@@ -690,7 +690,7 @@ def run(args: argparse.Namespace) -> int:
     index = None
     if args.index:
         try:
-            from tools.retrieval import HybridIndex
+            from ehr_agent.tools.retrieval import HybridIndex
 
             index = HybridIndex(store, args.index)
         except Exception as e:  # noqa: BLE001 - the tools still work without semantic search

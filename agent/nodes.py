@@ -21,15 +21,15 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
-from agent import prompts
-from agent.citations import CitationReport, attach_citations, check_answer
-from agent.claims import ClaimChecker
-from agent.configuration import AgentSettings
-from agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError
-from agent.schema import AnswerResult
-from agent.state import AgentState
-from tools.patient_tools import PatientSession
-from tools.store.base import FHIRStore, StoreError
+from ehr_agent import prompts
+from ehr_agent.agent.citations import CitationReport, attach_citations, check_answer
+from ehr_agent.agent.claims import ClaimChecker
+from ehr_agent.agent.configuration import AgentSettings
+from ehr_agent.agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError
+from ehr_agent.agent.schema import AnswerResult
+from ehr_agent.agent.state import AgentState
+from ehr_agent.tools.patient_tools import PatientSession
+from ehr_agent.tools.store.base import FHIRStore, StoreError
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -114,7 +114,7 @@ class AgentNodes:
             probe = self.session(pid, str(as_of or date.today().isoformat()), config)
             if not probe.exists():
                 return fresh | {"route": "finish", "error": "unknown patient",
-                                "draft": prompts.render("unknown_patient", patient_id=pid)}
+                                "draft": prompts.render("agent_unknown_patient", patient_id=pid)}
             if not as_of:
                 as_of = date.today().isoformat()
                 if self.settings.as_of_policy == "last_record":
@@ -129,7 +129,7 @@ class AgentNodes:
             manifest = manifest[: self.settings.max_tool_chars].rsplit("\n", 1)[0] + "\n..."
         # The system prompt is the same for every question and patient, so a backend that keeps its KV cache
         # (llama.cpp) or a server with prefix caching (vLLM) reuses it: the patient and date come after it.
-        messages = [_msg("system", prompts.render("system"))]
+        messages = [_msg("system", prompts.render("agent_system"))]
         for turn in (state.get("history") or [])[-4:]:
             messages.append(_msg("user", turn["question"]))
             messages.append(_msg("assistant", turn["answer"]))
@@ -149,7 +149,7 @@ class AgentNodes:
                      "error": pre.error, "seconds": round(time.perf_counter() - t0, 4), "prefetch": True}
             log.append(entry)
             _writer()({"type": "tool", **entry, "preview": pre.text.split("\n", 1)[0][:160]})
-        prompt = prompts.render("question_rows" if related else "question", manifest=manifest, question=question,
+        prompt = prompts.render("agent_question_rows" if related else "agent_question", manifest=manifest, question=question,
                                 rows=related, patient=patient_row.text, as_of=as_of)
         messages.append(_msg("user", prompt))
         return fresh | {"resolved_as_of": str(as_of), "manifest": manifest, "messages": messages,
@@ -196,14 +196,14 @@ class AgentNodes:
                                    tool_calls=res.tool_calls).model_dump(exclude_defaults=True) | {"role": "assistant"})
             return usage | {"messages": out, "route": "tools"}
         if res.parse_error:
-            from agent.protocol import repair_messages
+            from ehr_agent.agent.protocol import repair_messages
 
             out.extend(m.model_dump(exclude_defaults=True) | {"role": m.role} for m in repair_messages(res))
             return usage | {"messages": out, "route": "agent"}
         text = (res.content or "").strip()
         if not text:
             out.append(_msg("assistant", res.raw or ""))
-            out.append(_msg("user", prompts.render("nudge")))
+            out.append(_msg("user", prompts.render("agent_nudge")))
             return usage | {"messages": out, "route": "agent"}
         out.append(_msg("assistant", text))
         return usage | {"messages": out, "draft": text, "route": "check"}
@@ -270,7 +270,7 @@ class AgentNodes:
         report = CitationReport.model_validate(state["report"])
         evidence = state.get("evidence") or {}
         lines = list(evidence.values())[-self.settings.evidence_in_answer_prompt:]
-        text = prompts.render("repair", problems="\n".join(f"- {p}" for p in report.problems()),
+        text = prompts.render("agent_repair", problems="\n".join(f"- {p}" for p in report.problems()),
                               evidence="\n".join(lines) or "(none)")
         _writer()({"type": "repair", "problems": report.problems()})
         messages = list(state.get("messages") or []) + [_msg("user", text)]
@@ -280,7 +280,7 @@ class AgentNodes:
         """The step limit was reached: say so, with the evidence found so far."""
         evidence = state.get("evidence") or {}
         lines = "\n".join(f"- {v}" for v in list(evidence.values())[:15]) or "- (none)"
-        text = prompts.render("limit", steps=self.settings.max_steps, evidence=lines)
+        text = prompts.render("agent_limit", steps=self.settings.max_steps, evidence=lines)
         result = self._result(state, answer=text, citations=list(evidence)[:15], verified=False,
                               error=f"step limit ({self.settings.max_steps}) reached")
         return self._done(state, result)
@@ -289,7 +289,7 @@ class AgentNodes:
         """Assemble the :class:`AnswerResult`."""
         error = state.get("error")
         if error and error.startswith("model error") and not state.get("report"):
-            result = self._result(state, answer=prompts.render("error", error=error), citations=[], verified=False,
+            result = self._result(state, answer=prompts.render("agent_error", error=error), citations=[], verified=False,
                                   error=error)
             return self._done(state, result)
         if state.get("report"):
@@ -332,7 +332,7 @@ def cite_counts(answer: str, proofs: dict[str, list[str]]) -> str:
     check recounts them, so a wrong count still fails."""
     if not proofs:
         return answer
-    from agent.citations import split_sentences
+    from ehr_agent.agent.citations import split_sentences
 
     for sentence in split_sentences(answer):
         if _CITED.search(sentence):

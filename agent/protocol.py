@@ -21,19 +21,16 @@ import ast
 import json
 import re
 import uuid
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 from pydantic import BaseModel, Field
 
-from agent.models.base import ChatMessage, ChatResult, ToolCall, ToolSpec
+from ehr_agent import prompts
+from ehr_agent.agent.models.base import ChatMessage, ChatResult, ToolCall, ToolSpec
 
 if TYPE_CHECKING:
-    from agent.models.base import ChatModel, TokenCallback
-
-PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+    from ehr_agent.agent.models.base import ChatModel, TokenCallback
 
 #: fence languages that mark a block as a tool call (others are parsed only if they hold a call)
 TOOL_FENCES = {"tool_call", "tool", "tool_code", "function_call", "call"}
@@ -68,13 +65,7 @@ class ParseOutcome(BaseModel):
 # prompt rendering
 
 
-@lru_cache(maxsize=None)
-def load_prompt(name: str) -> str:
-    """Text of ``prompts/<name>.md``."""
-    path = PROMPTS_DIR / f"{name}.md"
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {path} is missing")
-    return path.read_text(encoding="utf-8")
+load_prompt = prompts.load
 
 
 def _type_label(schema: dict[str, Any]) -> str:

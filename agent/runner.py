@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.configuration import AgentSettings
-from agent.models.base import ChatModel
-from agent.schema import AnswerResult
-from tools.store.base import FHIRStore
+from ehr_agent.agent.configuration import AgentSettings
+from ehr_agent.agent.models.base import ChatModel
+from ehr_agent.agent.schema import AnswerResult
+from ehr_agent.tools.store.base import FHIRStore
 
 
 def answer(
@@ -69,7 +69,7 @@ _GRAPHS_LOCK = threading.Lock()
 def _shared_graph(settings: AgentSettings):
     # Compiling a graph costs ~20 ms, about as much as the rest of a question's overhead: compile once per
     # settings and pass each run's store/model/index in its config instead.
-    from agent.graph import build_graph
+    from ehr_agent.agent.graph import build_graph
 
     key = settings.model_dump_json()
     with _GRAPHS_LOCK:

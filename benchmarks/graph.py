@@ -32,12 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.citations import check_answer
-from agent.configuration import AgentSettings
-from agent.models.base import ChatMessage, ChatModel, ChatResult
-from agent.models.scripted import ScriptedModel
-from agent.runner import answer
-from tools.patient_tools import PatientSession, clear_record_cache
+from ehr_agent.agent.citations import check_answer
+from ehr_agent.agent.configuration import AgentSettings
+from ehr_agent.agent.models.base import ChatMessage, ChatModel, ChatResult
+from ehr_agent.agent.models.scripted import ScriptedModel
+from ehr_agent.agent.runner import answer
+from ehr_agent.tools.patient_tools import PatientSession, clear_record_cache
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synthea-blaze-120"
 AS_OF = "2030-01-01"
@@ -88,8 +88,8 @@ class TimedModel(ChatModel):
 
 
 def _default_store(tmp: Path):
-    from tools.store.loader import load_paths
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.loader import load_paths
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     files = sorted(glob.glob(str(DATA / "*.json.bz2")))
     if len(files) < 4:
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = tempfile.TemporaryDirectory()
     if args.store:
-        from tools.store import open_store
+        from ehr_agent.tools.store import open_store
 
         store = open_store(args.store)
     else:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = AgentSettings()
 
     # Imports and graph compilation are once per process, not per patient: done before any timing.
-    from agent.runner import _shared_graph
+    from ehr_agent.agent.runner import _shared_graph
 
     _shared_graph(settings)
 

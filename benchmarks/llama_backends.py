@@ -254,8 +254,8 @@ def _chatml(messages: list[dict[str, str]]) -> str:
 
 
 def _prompt_messages() -> list[dict[str, str]]:
-    from agent.models.base import ChatMessage
-    from agent.models.common import text_mode_messages
+    from ehr_agent.agent.models.base import ChatMessage
+    from ehr_agent.agent.models.common import text_mode_messages
     from benchmarks.models import SYSTEM, TOOLS
 
     msgs = [ChatMessage(role="system", content=SYSTEM), ChatMessage(role="user", content=LONG_ANSWER)]
@@ -322,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown backend {name!r}; known: {', '.join(PIP_SPECS)}")
         backends[name] = python or sys.executable
     if args.model is None:
-        from agent.models.factory import DEFAULT_EMBEDDED
-        from agent.models.weights import assemble
+        from ehr_agent.agent.models.factory import DEFAULT_EMBEDDED
+        from ehr_agent.agent.models.weights import assemble
 
         args.model = str(assemble(DEFAULT_EMBEDDED))
     report: dict[str, Any] = {"model": args.model, "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}

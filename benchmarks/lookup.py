@@ -18,9 +18,9 @@ import re
 import sys
 from pathlib import Path
 
-from agent.citations import extract_values
-from tools.patient_tools import PatientSession
-from tools.store import open_store
+from ehr_agent.agent.citations import extract_values
+from ehr_agent.tools.patient_tools import PatientSession
+from ehr_agent.tools.store import open_store
 
 OPS = {"value_on_day": "on_date", "age_at_diagnosis": "age_at", "first_prescription": "first",
        "last_vaccine": "latest", "history": "exists", "up_or_down": "change", "visits_in_year": "count",

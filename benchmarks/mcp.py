@@ -31,7 +31,7 @@ from typing import Any
 
 import anyio
 
-from tools.retrieval.budget import estimate_tokens
+from ehr_agent.tools.retrieval.budget import estimate_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 ALICE = "4a3b1eaa-e40e-5bdd-9d4c-47cfdcced897"
@@ -55,7 +55,7 @@ def load_counter(path: str | None):
 
         tok = AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
         return f"{p.name} (its embedded tokenizer)", lambda t: len(tok.encode(t, add_special_tokens=False))
-    from tools.retrieval.budget import TokenCounter
+    from ehr_agent.tools.retrieval.budget import TokenCounter
 
     counter = TokenCounter(str(p))
     return str(p), counter.count
@@ -85,7 +85,7 @@ async def measure(store: str, patient: str, fixtures: bool, script: str, audit: 
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    args = ["-m", "agent.cli", "serve-mcp", "--store", store, "--audit-log", audit, "--model", f"scripted:{script}"]
+    args = ["-m", "ehr_agent.agent.cli", "serve-mcp", "--store", store, "--audit-log", audit, "--model", f"scripted:{script}"]
     if fixtures:
         args += ["--as-of", "2024-06-01"]
     params = StdioServerParameters(command=sys.executable, args=args, cwd=str(ROOT),
@@ -105,7 +105,7 @@ async def measure(store: str, patient: str, fixtures: bool, script: str, audit: 
 
 def raw_json_of(store_dir: str, text: str) -> str:
     """The raw FHIR JSON of every resource a result's rows cite (compact separators, as stored)."""
-    from tools.store import open_store
+    from ehr_agent.tools.store import open_store
 
     store = open_store(store_dir)
     try:
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     store = args.store
     patient = args.patient or (ALICE if fixtures else None)
     if args.store is None:
-        from tools.store.sqlite_store import SQLiteStore
+        from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
         s = SQLiteStore(Path(tmp.name) / "store", create=True)
         s.load([Path(p) for p in args.load] if args.load else [ROOT / "fhir_fixtures"])

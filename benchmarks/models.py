@@ -23,8 +23,8 @@ import sys
 import time
 from typing import Any
 
-from agent.models import make_model
-from agent.models.base import ChatMessage, ToolCall, ToolSpec
+from ehr_agent.agent.models import make_model
+from ehr_agent.agent.models.base import ChatMessage, ToolCall, ToolSpec
 
 SYSTEM = (
     "You are a clinical assistant answering questions about one patient's health record. "
@@ -88,7 +88,7 @@ def is_valid(calls: list[ToolCall], parse_error: str | None, content: str, expec
 
 def rescore(path: str) -> list[dict[str, Any]]:
     """Re-score saved replies with the current parser (after a parser change, without re-running models)."""
-    from agent.protocol import result_from_text
+    from ehr_agent.agent.protocol import result_from_text
 
     with open(path, encoding="utf-8") as fh:
         results = json.load(fh)["results"]

@@ -33,7 +33,7 @@ BASELINE_REV = "0625d18"  # the last commit with the http.server facade
 SERVE = textwrap.dedent("""
     import importlib.util, sys, types
     kind, store_dir, path = sys.argv[1], sys.argv[2], sys.argv[3]
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
     store = SQLiteStore(store_dir)
     if kind == "baseline":
         spec = importlib.util.spec_from_file_location("tools.store._baseline_server", path)
@@ -41,7 +41,7 @@ SERVE = textwrap.dedent("""
         sys.modules[spec.name] = mod
         spec.loader.exec_module(mod)
     else:
-        import tools.store.server as mod
+        import ehr_agent.tools.store.server as mod
     server = mod.make_server(store, "127.0.0.1", 0, quiet=True)
     print(server.base_url, flush=True)
     server.serve_forever()
@@ -50,7 +50,7 @@ SERVE = textwrap.dedent("""
 
 def workload(store_dir: str, n: int, seed: int = 5) -> list[str]:
     """A seeded mix of request paths over the store's patients."""
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     store = SQLiteStore(store_dir)
     pids = store.patient_ids()
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="ehr-rest-bench-"))
     store_dir = args.store
     if store_dir is None:
-        from tools.store.sqlite_store import SQLiteStore
+        from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
         store_dir = str(tmp / "store")
         SQLiteStore(store_dir, create=True).load([ROOT / "fhir_fixtures"])

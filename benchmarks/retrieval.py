@@ -55,10 +55,10 @@ def _patient_files(set_dir: Path) -> list[Path]:
 
 def token_table(tokenizer: str | None = None) -> dict:
     """Per data set: projected-record and raw-JSON token counts of every patient."""
-    from tools.retrieval.budget import TokenCounter
-    from tools.retrieval.manifest import build_manifest
-    from tools.retrieval.memory_store import MemoryStore, read_bundle
-    from tools.retrieval.records import patient_record, render_rows
+    from ehr_agent.tools.retrieval.budget import TokenCounter
+    from ehr_agent.tools.retrieval.manifest import build_manifest
+    from ehr_agent.tools.retrieval.memory_store import MemoryStore, read_bundle
+    from ehr_agent.tools.retrieval.records import patient_record, render_rows
 
     counter = TokenCounter(tokenizer)
     out: dict = {"counting": counter.method, "sets": {}}
@@ -168,7 +168,7 @@ def _cli_seconds(store_dir: Path, index_dir: Path, patient: str, query: str) -> 
     """Wall time of one ``ehr-agent retrieve`` in a fresh process (imports, model load, query)."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "agent.cli", "retrieve", "--store", str(store_dir), "--index-dir", str(index_dir),
+    cmd = [sys.executable, "-m", "ehr_agent.agent.cli", "retrieve", "--store", str(store_dir), "--index-dir", str(index_dir),
            "--patient", patient, "--json", "-k", "20", query]
     t = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -180,7 +180,7 @@ def _cli_seconds(store_dir: Path, index_dir: Path, patient: str, query: str) -> 
 
 def load_sample(data_set: str, files: list[Path], work: Path):
     """A fresh embedded store holding the shared resources of the set and ``files``; ``(store, dir)``."""
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     store_dir = work / "store"
     store = SQLiteStore(store_dir, create=True)
@@ -196,13 +196,13 @@ def run_benchmark(n_patients: int, per_kind: int, k: int, seed: int, budget: int
     """Index a blaze sample (timed against the bare embedder on the same rows), ask the held-out
     questions (generated single-answer kinds and type-intent / list kinds) in four modes, time the CLI,
     pack contexts.  ``dev`` asks the DEV phrasings over synthea-smart-75 instead (for tuning only)."""
-    from tools.retrieval.budget import TokenCounter, pack_context
-    from tools.retrieval.dense import embed_text
-    from tools.retrieval.evalset import DEV, HELD_OUT, generate_questions, intent_questions
-    from tools.retrieval.index import HybridIndex
-    from tools.retrieval.settings import RetrievalSettings
+    from ehr_agent.tools.retrieval.budget import TokenCounter, pack_context
+    from ehr_agent.tools.retrieval.dense import embed_text
+    from ehr_agent.tools.retrieval.evalset import DEV, HELD_OUT, generate_questions, intent_questions
+    from ehr_agent.tools.retrieval.index import HybridIndex
+    from ehr_agent.tools.retrieval.settings import RetrievalSettings
 
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     work = Path(tempfile.mkdtemp(prefix="ehr-retrieval-bench-"))
     data_set = "synthea-smart-75" if dev else "synthea-blaze-120"

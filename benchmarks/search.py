@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from tools.store.search.extract import INDEX_TABLES
+from ehr_agent.tools.store.search.extract import INDEX_TABLES
 
 SHARED = ("Organization", "Practitioner", "PractitionerRole", "Location")
 
@@ -91,7 +91,7 @@ def run_bench(store_dir: Path, n_patients: int, seed: int = 7) -> tuple[dict[str
     Returns (wall ms, CPU ms) per label: on a shared machine the CPU time of this single-threaded
     process is the latency an unloaded machine would show (the page cache is warm).
     """
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     store = SQLiteStore(store_dir)
     pids = store.patient_ids()

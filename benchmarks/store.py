@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.store.base import normalize_params
-from tools.store.sqlite_store import SQLiteStore
+from ehr_agent.tools.store.base import normalize_params
+from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
 UUID_AFTER = re.compile(r'(urn:uuid:|"id": ?"|Patient/|Encounter/)([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})')
 

@@ -29,7 +29,7 @@ def need_shared(path: Path = SHARED) -> None:
 @pytest.fixture(scope="session")
 def fixture_store(tmp_path_factory):
     """The project's own fixtures loaded into a fresh embedded store (read it, never write it)."""
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     store = SQLiteStore(tmp_path_factory.mktemp("fixture-store"), create=True)
     summary = store.load([FIXTURES])
@@ -42,7 +42,7 @@ def fixture_store(tmp_path_factory):
 def blaze_store(tmp_path_factory):
     """All of synthea-blaze-120 (92,114 resources) loaded once per test session."""
     need_shared(BLAZE)
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     store = SQLiteStore(tmp_path_factory.mktemp("blaze-store"), create=True)
     summary = store.load([BLAZE])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.citations import UNSUPPORTED_MARK, canon_number, check_answer, cited_refs, extract_values, split_sentences
+from ehr_agent.agent.citations import UNSUPPORTED_MARK, canon_number, check_answer, cited_refs, extract_values, split_sentences
 
 EV = {
     "Observation/a1c-1": "2019-03-04 Observation laboratory: Hemoglobin A1c (LOINC|4548-4) = 7.24 % [Observation/a1c-1]",
@@ -108,7 +108,7 @@ def test_failing_sentences_get_matching_rows_suggested():
 
 
 def test_attach_citations_only_where_one_row_holds_every_value():
-    from agent.citations import attach_citations
+    from ehr_agent.agent.citations import attach_citations
 
     answer = "The most recent HbA1c was 6.8% on 2021-09-15. Her diabetes is controlled."
     fixed, changed = attach_citations(answer, check_answer(answer, EV))

@@ -11,14 +11,14 @@ import re
 
 import pytest
 
-from agent.citations import check_answer
-from agent.claims import ClaimChecker
-from agent.configuration import AgentSettings
-from agent.models.scripted import ScriptedModel
-from agent.runner import answer
+from ehr_agent.agent.citations import check_answer
+from ehr_agent.agent.claims import ClaimChecker
+from ehr_agent.agent.configuration import AgentSettings
+from ehr_agent.agent.models.scripted import ScriptedModel
+from ehr_agent.agent.runner import answer
 from tests.conftest import ALICE
-from tools.facts import age_between, numeric_value
-from tools.patient_tools import PatientSession
+from ehr_agent.tools.facts import age_between, numeric_value
+from ehr_agent.tools.patient_tools import PatientSession
 
 AS_OF = "2030-01-01"
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from test_agent_support import AS_OF, make_store
 
-from agent.cli import main
+from ehr_agent.agent.cli import main
 
 TURNS = [
     "```tool_call\n" + json.dumps({"tool": "observations", "arguments": {"text": "a1c", "mode": "all"}}) + "\n```",
@@ -58,8 +58,8 @@ def test_ask_bad_input_is_a_clear_error(store_dir, capsys):
 
 def test_ask_against_a_fhir_server_url(store_dir, capsys):
     """--store takes a FHIR base URL: the project's REST facade over the same data."""
-    from tools.store.server import make_server
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.server import make_server
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     srv = make_server(SQLiteStore(store_dir), port=0, quiet=True)
     srv.start_in_thread()

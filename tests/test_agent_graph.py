@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from test_agent_support import AS_OF, store  # noqa: F401  (store is a fixture)
 
-from agent.configuration import AgentSettings
-from agent.graph import build_graph
-from agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError, ToolCall
-from agent.models.scripted import ScriptedModel
-from agent.runner import answer
+from ehr_agent.agent.configuration import AgentSettings
+from ehr_agent.agent.graph import build_graph
+from ehr_agent.agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError, ToolCall
+from ehr_agent.agent.models.scripted import ScriptedModel
+from ehr_agent.agent.runner import answer
 
 
 def call(tool: str, **arguments) -> str:
@@ -206,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.mark.parametrize("mode", ["500", "slow", "down"])
 def test_llm_server_errors_retry_then_fail_cleanly(store, mode):  # noqa: F811
     """The real OpenAI-compatible backend against a server that returns 500, times out, or is not there."""
-    from agent.models.factory import make_model
+    from ehr_agent.agent.models.factory import make_model
 
     handler = type("H", (_Handler,), {"mode": mode, "hits": 0})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -309,8 +309,8 @@ def test_graph_draws():
 
 def test_same_graph_over_rest(store):  # noqa: F811
     """Scripted model; the tools run through the REST client against the project's FHIR facade."""
-    import tools.store.server as server_mod
-    from tools.store.rest import RESTStore
+    import ehr_agent.tools.store.server as server_mod
+    from ehr_agent.tools.store.rest import RESTStore
 
     srv = server_mod.make_server(store, port=0, quiet=True)
     srv.start_in_thread()
@@ -350,7 +350,7 @@ def test_make_graph_from_environment_for_langgraph_dev(store, monkeypatch):  # n
     """Scripted model named in EHR_AGENT_MODEL; the factory langgraph.json points at."""
     from pathlib import Path
 
-    from agent.graph import make_graph
+    from ehr_agent.agent.graph import make_graph
 
     config = json.loads((Path(__file__).resolve().parents[1] / "langgraph.json").read_text())
     assert config["graphs"]["ehr_agent"] == "./agent/graph.py:make_graph"
@@ -367,7 +367,7 @@ def test_make_graph_from_environment_for_langgraph_dev(store, monkeypatch):  # n
 
 def test_record_store_down_is_an_answer_result(store):  # noqa: F811
     """Scripted model (never reached): the FHIR server behind the store is not there."""
-    from tools.store.rest import RESTStore
+    from ehr_agent.tools.store.rest import RESTStore
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     port = srv.server_address[1]
@@ -403,12 +403,12 @@ def test_system_prompt_and_tools_are_one_static_prefix():
     model's KV cache (and vLLM's prefix cache) serves them after the first question; they must still stay
     small, since the first question of a process pays for them (about 1,650 Qwen2.5 tokens for 6,500
     characters, docs/agent.md)."""
-    from agent import prompts
-    from agent.protocol import to_text_protocol
-    from tools.patient_tools import PatientSession
+    from ehr_agent import prompts
+    from ehr_agent.agent.protocol import to_text_protocol
+    from ehr_agent.tools.patient_tools import PatientSession
 
     def rendered(pid: str, as_of: str) -> str:
-        system = prompts.render("system")
+        system = prompts.render("agent_system")
         return to_text_protocol([ChatMessage(role="system", content=system)],
                                 PatientSession(None, pid, as_of).tool_specs())[0].content
 

@@ -116,8 +116,8 @@ def bundle() -> dict:
 
 def make_store(tmp: Path):
     """A fresh embedded store in ``tmp`` holding the test bundle."""
-    from tools.store.loader import load_paths
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.loader import load_paths
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     src = tmp / "bundle.json"
     src.write_text(json.dumps(bundle()))

@@ -10,10 +10,10 @@ import re
 
 import pytest
 
-from agent.cohort import answer_cohort
-from agent.eval import gen_cohort
-from agent.eval.cohort_script import scripted_cohort_model
-from agent.eval.generator import load_record
+from ehr_agent.agent.cohort import answer_cohort
+from ehr_agent.agent.eval import gen_cohort
+from ehr_agent.agent.eval.cohort_script import scripted_cohort_model
+from ehr_agent.agent.eval.generator import load_record
 
 pytestmark = pytest.mark.shared
 

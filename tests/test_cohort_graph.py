@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from agent.cohort import answer_cohort, build_cohort_graph
-from agent.configuration import AgentSettings
-from agent.eval.cohort_script import tool_call
-from agent.models.scripted import ScriptedModel
+from ehr_agent.agent.cohort import answer_cohort, build_cohort_graph
+from ehr_agent.agent.configuration import AgentSettings
+from ehr_agent.agent.eval.cohort_script import tool_call
+from ehr_agent.agent.models.scripted import ScriptedModel
 from tests.conftest import FIXTURES
 
 QUESTION = "How many inpatient stays did male patients have in 2010?"
@@ -90,23 +90,23 @@ def test_graph_streams_and_handles_no_question_and_model_failure(fixture_store):
 
 
 def test_cli_ask_cohort_json(fixture_store, capsys):
-    import agent.cli as cli
+    import ehr_agent.agent.cli as cli
 
-    assert "agent.cohort_cli" in cli.COMMAND_MODULES
+    assert "ehr_agent.agent.cohort_cli" in cli.COMMAND_MODULES
     script = json.dumps([COUNT_CALL, f"Male patients had 2 inpatient stays in 2010 [{KEY}]."])
     rc = cli.main(["ask-cohort", "--store", str(fixture_store.directory), "--model", f"scripted:{script}", "--json",
                    QUESTION])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["verified"] and out["citations"] == [KEY]
-    from agent.ask_cli import JSON_KEYS
+    from ehr_agent.agent.ask_cli import JSON_KEYS
 
     assert list(out) == list(JSON_KEYS)
     assert cli.main(["ask-cohort", "--store", str(fixture_store.directory), "--model", "scripted:[]", " "]) == 2
 
 
 def test_agent_solver_sends_cohort_tasks_to_the_cohort_graph(fixture_store):
-    from agent.eval.solvers import AgentSolver
-    from agent.eval.tasks import IntegerGold, Task
+    from ehr_agent.agent.eval.solvers import AgentSolver
+    from ehr_agent.agent.eval.tasks import IntegerGold, Task
 
     task = Task(id="c1", patient=None, category="cohort", question=QUESTION, answer=IntegerGold(value=2))
     solver = AgentSolver(lambda t: ScriptedModel([COUNT_CALL, f"2 stays [{KEY}]."]))
@@ -119,8 +119,8 @@ def test_agent_solver_sends_cohort_tasks_to_the_cohort_graph(fixture_store):
     ("born_before", {"year": "1962"}, 2),
 ])
 def test_scripted_cohort_model_counts_patients(fixture_store, op, meta, want):
-    from agent.eval.cohort_script import scripted_cohort_model
-    from agent.eval.tasks import IntegerGold, Task
+    from ehr_agent.agent.eval.cohort_script import scripted_cohort_model
+    from ehr_agent.agent.eval.tasks import IntegerGold, Task
 
     task = Task(id="c", patient=None, category="cohort", question="How many?", answer=IntegerGold(value=want),
                 meta={"op": op, **meta})
@@ -133,7 +133,7 @@ def test_scripted_cohort_model_counts_patients(fixture_store, op, meta, want):
 
 def test_cohort_count_resolves_lay_words_and_runs_a_citable_query(fixture_store):
     """Deterministic: the tool alone; the count equals the raw bundles' and re-running its cited query agrees."""
-    from tools.cohort_tools import CohortSession
+    from ehr_agent.tools.cohort_tools import CohortSession
 
     s = CohortSession(fixture_store)
     out = s.call("cohort_count", {"what": "hospital stays", "count": "records", "sex": "male",
@@ -176,7 +176,7 @@ def test_a_count_limited_to_a_period_the_question_never_named_is_flagged(fixture
 
 
 def test_cohort_count_falls_back_from_a_wrong_kind(fixture_store):
-    from tools.cohort_tools import CohortSession
+    from ehr_agent.tools.cohort_tools import CohortSession
 
     out = CohortSession(fixture_store).call("cohort_count", {"what": "flu shot", "kind": "medication",
                                                              "start": "2014", "end": "2014"})
@@ -184,7 +184,7 @@ def test_cohort_count_falls_back_from_a_wrong_kind(fixture_store):
 
 
 def test_count_arguments_follow_the_question():
-    from agent.cohort import align_count_args
+    from ehr_agent.agent.cohort import align_count_args
 
     args = {"what": "prediabetes", "count": "records", "start": "2010", "end": "2010"}
     assert align_count_args(args, "How many people in the data have had prediabetes?") == {

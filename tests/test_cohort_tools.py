@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from agent.cohort_citations import check_cohort_answer
+from ehr_agent.agent.cohort_citations import check_cohort_answer
 from tests.conftest import FIXTURES
-from tools.cohort_tools import CohortSession, canonical_cite, parse_cite, query_dates
+from ehr_agent.tools.cohort_tools import CohortSession, canonical_cite, parse_cite, query_dates
 
 
 def _raw(rtype: str) -> list[dict]:

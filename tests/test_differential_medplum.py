@@ -67,7 +67,7 @@ def raw(data_files) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory, data_files):
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     d = tmp_path_factory.mktemp("differential-store")
     s = SQLiteStore(d, create=True)
@@ -119,8 +119,8 @@ def medplum(raw) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def facade_store(embedded):
     """RESTStore over ``serve-fhir`` on the same store: the facade must answer exactly as the store does."""
-    from tools.store.rest import RESTStore
-    from tools.store.server import make_server
+    from ehr_agent.tools.store.rest import RESTStore
+    from ehr_agent.tools.store.server import make_server
 
     server = make_server(embedded, "127.0.0.1", 0, quiet=True)
     server.start_in_thread()
@@ -133,7 +133,7 @@ def facade_store(embedded):
 @pytest.fixture(scope="module")
 def medplum_store(medplum):
     """The project's REST client on Medplum: the differential also exercises RESTStore on a foreign server."""
-    from tools.store.rest import RESTStore
+    from ehr_agent.tools.store.rest import RESTStore
 
     client = RESTStore(medplum, timeout=120, retries=0)
     yield client

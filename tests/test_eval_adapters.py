@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from agent.eval.adapters import AdapterError, read_fhir_agentbench, read_medagentbench
-from agent.eval.scorers import score_answer
+from ehr_agent.agent.eval.adapters import AdapterError, read_fhir_agentbench, read_medagentbench
+from ehr_agent.agent.eval.scorers import score_answer
 
 
 def write_csv(path, rows):

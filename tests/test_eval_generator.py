@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.eval import gen_observations
-from agent.eval.fhirdata import PatientRecord
-from agent.eval.gen_common import Vocabulary
-from agent.eval.generator import CATEGORIES, generate_tasks
-from agent.eval.tasks import read_tasks, write_tasks
+from ehr_agent.agent.eval import gen_observations
+from ehr_agent.agent.eval.fhirdata import PatientRecord
+from ehr_agent.agent.eval.gen_common import Vocabulary
+from ehr_agent.agent.eval.generator import CATEGORIES, generate_tasks
+from ehr_agent.agent.eval.tasks import read_tasks, write_tasks
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-blaze-120"
 # Chosen for variety: allergies, Medication resources, deceased patients, care plans, long notes.
@@ -230,7 +230,7 @@ def bundles():
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from tools.store import open_store
+    from ehr_agent.tools.store import open_store
 
     d = tmp_path_factory.mktemp("evalstore")
     s = open_store(str(d), create=True)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.eval import gen_cohort_lay, gen_lay, handwritten
-from agent.eval.fhirdata import PatientRecord
-from agent.eval.lay_vocab import ALL, concept
-from agent.eval.tasks import read_tasks, write_tasks
+from ehr_agent.agent.eval import gen_cohort_lay, gen_lay, handwritten
+from ehr_agent.agent.eval.fhirdata import PatientRecord
+from ehr_agent.agent.eval.lay_vocab import ALL, concept
+from ehr_agent.agent.eval.tasks import read_tasks, write_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -255,7 +255,7 @@ def test_drug_names_are_generic_and_concepts_unique():
 @pytest.mark.shared
 @pytest.mark.slow
 def test_documented_commands_regenerate_the_files(blaze_store, tmp_path):
-    from agent.eval.sample import interleave_categories, stratified_sample
+    from ehr_agent.agent.eval.sample import interleave_categories, stratified_sample
 
     records = gen_lay.load_all(blaze_store)
     tasks = gen_lay.generate_from_records(records, seed=1)
@@ -268,8 +268,8 @@ def test_documented_commands_regenerate_the_files(blaze_store, tmp_path):
 
 @pytest.mark.shared
 def test_gold_solver_scores_every_lay_task(blaze_store, tmp_path, samples):
-    from agent.eval.runner import run
-    from agent.eval.solvers import GoldSolver
+    from ehr_agent.agent.eval.runner import run
+    from ehr_agent.agent.eval.solvers import GoldSolver
 
     for name, tasks in samples.items():
         s = run(tasks, GoldSolver(), blaze_store, tmp_path / f"{name}.jsonl", progress=False)
@@ -360,7 +360,7 @@ def test_handwritten_spec_without_a_clear_answer_is_refused():
 
 
 def test_cli_generate_lay_reports_a_store_without_the_patients(fixture_store, tmp_path, capsys):
-    from agent.cli import main
+    from ehr_agent.agent.cli import main
 
     rc = main(["eval", "generate-lay", "--store", str(fixture_store.directory), "--set", "handwritten",
                "--out", str(tmp_path / "h.jsonl")])
@@ -372,7 +372,7 @@ def test_cohort_gold_is_what_the_right_fhir_search_counts(blaze_store, samples):
     """Each cohort lay gold equals the count of the FHIR search a correct answer would run with the cohort
     tools (codes of the lay concept as an OR list; encounters by class, year and the patient's gender), so
     the gold means what the agent can ask the store."""
-    from tools.cohort_tools import CohortSession, QueryArgs
+    from ehr_agent.tools.cohort_tools import CohortSession, QueryArgs
 
     cs = CohortSession(blaze_store)
     for t in samples["cohort"]:

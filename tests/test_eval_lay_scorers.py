@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.eval.scorers import direction_of, score_answer, yes_no_of
-from agent.eval.tasks import AgeGold, DateGold, DirectionGold, IntegerGold, QuantityGold, Task, YesNoGold
+from ehr_agent.agent.eval.scorers import direction_of, score_answer, yes_no_of
+from ehr_agent.agent.eval.tasks import AgeGold, DateGold, DirectionGold, IntegerGold, QuantityGold, Task, YesNoGold
 
 
 def task(gold, **meta) -> Task:

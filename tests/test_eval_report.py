@@ -9,10 +9,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from agent.eval.report import write_report  # noqa: E402
-from agent.eval.runner import read_results, run  # noqa: E402
-from agent.eval.tasks import IntegerGold, Task  # noqa: E402
-from agent.schema import AnswerResult  # noqa: E402
+from ehr_agent.agent.eval.report import write_report  # noqa: E402
+from ehr_agent.agent.eval.runner import read_results, run  # noqa: E402
+from ehr_agent.agent.eval.tasks import IntegerGold, Task  # noqa: E402
+from ehr_agent.agent.schema import AnswerResult  # noqa: E402
 
 
 class Solver:
@@ -60,7 +60,7 @@ def test_single_solver_has_no_comparison_and_missing_file_errors(tmp_path):
 
 
 def test_wilson_interval_matches_known_values():
-    from agent.eval.stats import wilson_interval
+    from ehr_agent.agent.eval.stats import wilson_interval
 
     # 15/30 and 0/10: values computed by hand from the Wilson formula (z = 1.96).
     lo, hi = wilson_interval(15, 30)
@@ -71,7 +71,7 @@ def test_wilson_interval_matches_known_values():
 
 
 def test_mcnemar_exact_p_values():
-    from agent.eval.stats import mcnemar_exact
+    from ehr_agent.agent.eval.stats import mcnemar_exact
 
     assert mcnemar_exact(0, 0) == 1.0
     # 8 discordant pairs all one way: 2 * (1/2)^8.
@@ -110,14 +110,14 @@ def test_paired_comparison_uses_only_common_tasks(tmp_path):
     ("The patient is not allergic to latex [AllergyIntolerance/x].", False),
 ])
 def test_gave_up_phrases(answer, expected):
-    from agent.eval.stats import gave_up
+    from ehr_agent.agent.eval.stats import gave_up
 
     assert gave_up(answer) is expected
 
 
 def test_failure_breakdown_separates_reading_from_retrieval(tmp_path):
-    from agent.eval.stats import failure_stats
-    from agent.eval.runner import read_results
+    from ehr_agent.agent.eval.stats import failure_stats
+    from ehr_agent.agent.eval.runner import read_results
 
     class Mixed:
         name = "agent"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.eval.runner import read_results, run
-from agent.eval.solvers import GoldSolver
-from agent.eval.tasks import IntegerGold, Task
-from agent.schema import AnswerResult
+from ehr_agent.agent.eval.runner import read_results, run
+from ehr_agent.agent.eval.solvers import GoldSolver
+from ehr_agent.agent.eval.tasks import IntegerGold, Task
+from ehr_agent.agent.schema import AnswerResult
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-blaze-120"
 
@@ -87,9 +87,9 @@ def test_resume_skips_done_tasks_and_survives_a_torn_line(tmp_path):
 # A run in a child process, slow enough per task to be killed midway.
 _CHILD = """
 import sys, time
-from agent.eval.runner import run
-from agent.eval.tasks import read_tasks
-from agent.schema import AnswerResult
+from ehr_agent.agent.eval.runner import run
+from ehr_agent.agent.eval.tasks import read_tasks
+from ehr_agent.agent.schema import AnswerResult
 
 class Slow:
     name = "slow"
@@ -107,7 +107,7 @@ def test_run_killed_midway_resumes_without_redoing_or_losing_a_task(tmp_path):
     import subprocess
     import sys
 
-    from agent.eval.tasks import write_tasks
+    from ehr_agent.agent.eval.tasks import write_tasks
 
     all_tasks = tasks(60)
     tf, out = tmp_path / "t.jsonl", tmp_path / "r.jsonl"
@@ -132,8 +132,8 @@ def test_run_killed_midway_resumes_without_redoing_or_losing_a_task(tmp_path):
 @pytest.mark.shared
 def test_gold_solver_scores_every_generated_category_correct(tmp_path):
     """Scorer self-check: the gold answer, written out, must score correct for every generated task."""
-    from agent.eval.generator import generate_tasks
-    from tools.retrieval.memory_store import MemoryStore
+    from ehr_agent.agent.eval.generator import generate_tasks
+    from ehr_agent.tools.retrieval.memory_store import MemoryStore
 
     files = [DATA / f"{p}.json.bz2" for p in ("0ef7a3b5-53ee-e765-10e2-c63a904ad0fd",
                                               "5d2a2d08-cf2e-b7ad-a0db-77551a2777ec",
@@ -162,7 +162,7 @@ def test_bad_concurrency_is_a_clear_error(tmp_path):
 
 
 def test_rescore_recomputes_with_current_scorers(tmp_path):
-    from agent.eval.runner import rescore
+    from ehr_agent.agent.eval.runner import rescore
 
     ts = tasks(4)
     run(ts, FakeSolver(), None, tmp_path / "r.jsonl", progress=False)

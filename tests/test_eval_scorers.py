@@ -2,10 +2,10 @@
 
 import pytest
 
-from agent.eval import scorers
-from agent.eval.tasks import ChoiceGold, DateGold, IntegerGold, QuantityGold, SetGold, Task, TextGold, YesNoGold
-from agent.eval.units import convert
-from agent.schema import AnswerResult
+from ehr_agent.agent.eval import scorers
+from ehr_agent.agent.eval.tasks import ChoiceGold, DateGold, IntegerGold, QuantityGold, SetGold, Task, TextGold, YesNoGold
+from ehr_agent.agent.eval.units import convert
+from ehr_agent.agent.schema import AnswerResult
 
 
 def task(answer, refs=(), mode="all"):
@@ -122,8 +122,8 @@ def test_score_result_combines_answer_retrieval_and_citations():
 
 
 def test_judge_panel_majority_and_guards():
-    from agent.eval.judge import JudgePanel
-    from agent.models.scripted import ScriptedModel
+    from ehr_agent.agent.eval.judge import JudgePanel
+    from ehr_agent.agent.models.scripted import ScriptedModel
 
     t = task(TextGold(value="Cigna Health"))
     a = ScriptedModel(["CORRECT", "CORRECT"], name="judge-a")
@@ -177,8 +177,8 @@ def test_quantity_with_unit_missing_from_the_table():
 
 def test_quantity_tolerance_is_the_tasks_own_not_relative():
     """A neighbouring lab value 0.4% away is a different observation, not a rounding of the gold one."""
-    from agent.eval.scorers import score_quantity
-    from agent.eval.tasks import QuantityGold
+    from ehr_agent.agent.eval.scorers import score_quantity
+    from ehr_agent.agent.eval.tasks import QuantityGold
 
     gold = QuantityGold(value=5.452, unit="10*6/uL", tolerance=0.005)
     assert not score_quantity(gold, "The earliest value is 5.4726 10*6/uL.").correct
@@ -199,7 +199,7 @@ def test_quantity_tolerance_is_the_tasks_own_not_relative():
     ("increased", "Not in the record.", False),
 ])
 def test_trend_answers_in_the_questions_own_words(gold, answer, ok):
-    from agent.eval.gen_common import TREND_OPTIONS
+    from ehr_agent.agent.eval.gen_common import TREND_OPTIONS
 
     assert correct(ChoiceGold(value=gold, options=TREND_OPTIONS), answer) is ok
 

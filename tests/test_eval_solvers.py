@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
-from agent.eval.runner import read_results, run
-from agent.eval.solvers import FullContextSolver, load_prompt, make_solver
-from agent.eval.tasks import read_tasks
-from agent.models.scripted import ScriptedModel
+from ehr_agent.agent.cli import main
+from ehr_agent.agent.eval.runner import read_results, run
+from ehr_agent.agent.eval.solvers import FullContextSolver, load_prompt, make_solver
+from ehr_agent.agent.eval.tasks import read_tasks
+from ehr_agent.agent.models.scripted import ScriptedModel
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-blaze-120"
 FILES = ["085e81c0-7a95-ef02-16ef-aa1b4344deed", "098fc002-b87e-49dc-4b8e-8900a1bc8661"]
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.shared
 
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory):
-    from tools.store import open_store
+    from ehr_agent.tools.store import open_store
 
     d = tmp_path_factory.mktemp("solverstore")
     with open_store(str(d), create=True) as s:
@@ -87,7 +87,7 @@ def test_agent_with_scripted_gold_model_through_cli(task_file, store_dir, tmp_pa
 
 
 def test_full_context_is_one_call_with_the_record_in_the_prompt(task_file, store_dir, tmp_path):
-    from tools.store import open_store
+    from ehr_agent.tools.store import open_store
 
     tasks = [t for t in read_tasks(task_file) if t.patient][:4]
     models = []
@@ -143,9 +143,9 @@ def test_run_refuses_a_task_file_for_another_store_naming_the_line(task_file, st
 
 def test_adapted_task_patient_is_resolved_by_identifier(store_dir, tmp_path):
     """MedAgentBench tasks know the patient by MRN only; the runner resolves it through the store."""
-    from agent.eval.tasks import IntegerGold, Task
-    from agent.schema import AnswerResult
-    from tools.store import open_store
+    from ehr_agent.agent.eval.tasks import IntegerGold, Task
+    from ehr_agent.agent.schema import AnswerResult
+    from ehr_agent.tools.store import open_store
 
     class Echo:
         name = "echo"
@@ -165,7 +165,7 @@ def test_adapted_task_patient_is_resolved_by_identifier(store_dir, tmp_path):
 
 
 def test_results_name_the_model_and_keep_the_spec(task_file, store_dir, tmp_path):
-    from agent.eval.solvers import GoldSolver, solver_model_name
+    from ehr_agent.agent.eval.solvers import GoldSolver, solver_model_name
 
     assert solver_model_name(GoldSolver(), None) == "gold"
     scripted = make_solver("full-context", 'scripted:["Not in the record."]')

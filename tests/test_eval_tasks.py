@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from agent.eval.runner import read_results, run
-from agent.eval.sample import stratified_sample
-from agent.eval.solvers import GoldSolver
-from agent.eval.tasks import DateGold, IntegerGold, SetGold, Task, TaskFileError, read_tasks, write_tasks
+from ehr_agent.agent.eval.runner import read_results, run
+from ehr_agent.agent.eval.sample import stratified_sample
+from ehr_agent.agent.eval.solvers import GoldSolver
+from ehr_agent.agent.eval.tasks import DateGold, IntegerGold, SetGold, Task, TaskFileError, read_tasks, write_tasks
 
 
 def mk(i, cat, op, patient):
@@ -78,8 +78,8 @@ def test_progress_bar_run(tmp_path, capsys):
 
 
 def test_interleave_categories_round_robin_in_first_appearance_order():
-    from agent.eval.sample import interleave_categories
-    from agent.eval.tasks import IntegerGold, Task
+    from ehr_agent.agent.eval.sample import interleave_categories
+    from ehr_agent.agent.eval.tasks import IntegerGold, Task
 
     def t(i, cat):
         return Task(id=f"t{i}", patient="p", category=cat, question="q?", answer=IntegerGold(value=1))
@@ -90,7 +90,7 @@ def test_interleave_categories_round_robin_in_first_appearance_order():
 
 
 def test_unknown_patients_are_named_by_line(tmp_path):
-    from agent.eval.tasks import check_patients, read_numbered_tasks
+    from ehr_agent.agent.eval.tasks import check_patients, read_numbered_tasks
 
     p = tmp_path / "t.jsonl"
     cohort = Task(id="c", patient=None, category="cohort", question="how many?", answer=IntegerGold(value=3))

@@ -11,14 +11,14 @@ import json
 
 import pytest
 
-from agent.eval.report import write_report
-from agent.eval.runner import ResultRecord, read_results, record_for, rescore
-from agent.eval.stats import verified_table, wilson_interval, wrong_but_verified
-from agent.eval.tasks import QuantityGold, Task, write_tasks
-from agent.eval.verify import strip_marks
-from agent.schema import AnswerResult
+from ehr_agent.agent.eval.report import write_report
+from ehr_agent.agent.eval.runner import ResultRecord, read_results, record_for, rescore
+from ehr_agent.agent.eval.stats import verified_table, wilson_interval, wrong_but_verified
+from ehr_agent.agent.eval.tasks import QuantityGold, Task, write_tasks
+from ehr_agent.agent.eval.verify import strip_marks
+from ehr_agent.agent.schema import AnswerResult
 from tests.conftest import ALICE, BOB
-from tools.patient_tools import PatientSession
+from ehr_agent.tools.patient_tools import PatientSession
 
 AS_OF = "2030-01-01"
 A1C_2015 = "Observation/8f90a2c8-46b4-5b1f-8c7d-4193bf9ea288"  # 7.4 % on 2015-06-20
@@ -128,7 +128,7 @@ def test_old_results_lines_without_the_new_fields_still_load(tmp_path):
 
 
 def test_cli_rescore_with_store_prints_the_table_before_and_after(fixture_store, tmp_path, capsys):
-    from agent.cli import main
+    from ehr_agent.agent.cli import main
 
     tw, tr = _task("wrong"), _task("right")
     tasks_file, results, out = tmp_path / "tasks.jsonl", tmp_path / "r.jsonl", tmp_path / "new.jsonl"
@@ -147,7 +147,7 @@ def test_cli_rescore_with_store_prints_the_table_before_and_after(fixture_store,
 
 
 def test_cli_rescore_refuses_a_missing_store_and_overwriting(tmp_path, capsys):
-    from agent.cli import main
+    from ehr_agent.agent.cli import main
 
     t = _task()
     tasks_file, results = tmp_path / "tasks.jsonl", tmp_path / "r.jsonl"

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import FIXTURES
-from tools.store.sqlite_store import SQLiteStore
+from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
 ALICE_BUNDLE = json.loads((FIXTURES / "alice-moreau.json").read_text())
 
@@ -80,7 +80,7 @@ def test_cli_names_each_refused_file_without_traceback(tmp_path):
     bad2.write_text("")
     good = FIXTURES / "0-hospital-practitioners.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "load", "--store", str(tmp_path / "s"), "-q", str(good), str(bad1), str(bad2)],
+        [sys.executable, "-m", "ehr_agent.agent.cli", "load", "--store", str(tmp_path / "s"), "-q", str(good), str(bad1), str(bad2)],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1
@@ -94,7 +94,7 @@ def test_cli_names_each_refused_file_without_traceback(tmp_path):
 
 def test_missing_store_is_a_clear_error(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "search", "--store", str(tmp_path / "nope"), "Patient?gender=male"],
+        [sys.executable, "-m", "ehr_agent.agent.cli", "search", "--store", str(tmp_path / "nope"), "Patient?gender=male"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2

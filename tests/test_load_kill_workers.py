@@ -60,7 +60,7 @@ def test_kill9_of_a_multi_file_load_leaves_no_worker_behind(tmp_path):
         shutil.copy(p, data)
     store = tmp_path / "s"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "load", "--store", str(store), "--quiet", str(data)],
+        [sys.executable, "-m", "ehr_agent.agent.cli", "load", "--store", str(store), "--quiet", str(data)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     workers: set[int] = set()

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from conftest import ALICE, BOB, BLAZE, DANA, FIXTURES, need_shared
-from tools.store.base import NotFound
-from tools.store.sqlite_store import SQLiteStore
+from ehr_agent.tools.store.base import NotFound
+from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
 
 def raw_entries(name: str) -> list[dict]:
@@ -131,7 +131,7 @@ def integrity_problems(conn) -> list[str]:
 
 KILL_SCRIPT = """
 import sys
-from tools.store.sqlite_store import SQLiteStore
+from ehr_agent.tools.store.sqlite_store import SQLiteStore
 s = SQLiteStore(sys.argv[1], create=True)
 print("start", flush=True)
 s.load([sys.argv[2]], workers=0)
@@ -192,7 +192,7 @@ def test_sigkill_halfway_leaves_consistent_store(tmp_path):
 
 def test_ndjson_streams_in_chunks_yet_stays_atomic(tmp_path, monkeypatch):
     """A bad line in a later chunk refuses the whole file, although earlier chunks were already written."""
-    import tools.store.loader as loader
+    import ehr_agent.tools.store.loader as loader
 
     monkeypatch.setattr(loader, "NDJSON_CHUNK", 5)
     res = raw_entries("robert-haines.json")
@@ -210,7 +210,7 @@ def test_ndjson_streams_in_chunks_yet_stays_atomic(tmp_path, monkeypatch):
 
 
 def test_store_from_another_version_is_refused_clearly(tmp_path):
-    from tools.store.base import StoreError
+    from ehr_agent.tools.store.base import StoreError
 
     SQLiteStore(tmp_path, create=True)
     with sqlite3.connect(tmp_path / "store.sqlite") as c:

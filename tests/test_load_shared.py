@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from conftest import SMART, SPEZI, need_shared
-from tools.store.sqlite_store import SQLiteStore
+from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
 
 def raw_counts(folder) -> Counter:

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from agent.cli import main as cli_main
+from ehr_agent.agent.cli import main as cli_main
 from conftest import FIXTURES, SMART, need_shared
-from tools.store.sqlite_store import SQLiteStore
-from tools.store.validation import InvalidResource, validate_indexed, validate_level
+from ehr_agent.tools.store.sqlite_store import SQLiteStore
+from ehr_agent.tools.store.validation import InvalidResource, validate_indexed, validate_level
 
 ALICE = json.loads((FIXTURES / "alice-moreau.json").read_text())
 

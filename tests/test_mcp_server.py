@@ -62,7 +62,7 @@ EXAMPLE_ARGS: dict[str, dict] = {
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory) -> str:
     """The fixtures loaded into a fresh embedded store directory (the server opens it read-only)."""
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     d = tmp_path_factory.mktemp("mcp-store")
     store = SQLiteStore(d, create=True)
@@ -80,7 +80,7 @@ def script(tmp_path_factory) -> str:
 
 
 def server_args(store: str, script: str, audit: Path, *extra: str) -> list[str]:
-    return ["-m", "agent.cli", "serve-mcp", "--store", store, "--model", f"scripted:{script}",
+    return ["-m", "ehr_agent.agent.cli", "serve-mcp", "--store", store, "--model", f"scripted:{script}",
             "--as-of", AS_OF, "--audit-log", str(audit), *extra]
 
 
@@ -169,7 +169,7 @@ def audit_lines(path: Path) -> list[dict]:
 
 
 def toolkit_tool_names() -> list[str]:
-    from tools.patient_tools import PatientSession
+    from ehr_agent.tools.patient_tools import PatientSession
 
     return [s.name for s in PatientSession(None, "").tool_specs()]
 
@@ -465,7 +465,7 @@ def test_http_store_down_is_an_error_and_the_server_keeps_serving(tmp_path, scri
 
 
 def test_cli_rejects_bad_options_before_serving(store_dir, tmp_path, capsys):
-    from agent.cli import main
+    from ehr_agent.agent.cli import main
 
     assert main(["serve-mcp", "--store", store_dir, "--patients", "a b,", "--audit-log", str(tmp_path / "a")]) == 2
     assert "--patients" in capsys.readouterr().err
@@ -478,7 +478,7 @@ def test_cli_rejects_bad_options_before_serving(store_dir, tmp_path, capsys):
 
 
 def test_default_audit_path_is_documented_and_overridable(monkeypatch, tmp_path):
-    from agent.mcp_server import AUDIT_ENV, default_audit_path
+    from ehr_agent.agent.mcp_server import AUDIT_ENV, default_audit_path
 
     monkeypatch.delenv(AUDIT_ENV, raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
@@ -492,8 +492,8 @@ def test_default_audit_path_is_documented_and_overridable(monkeypatch, tmp_path)
 def test_a_result_cut_at_the_character_cap_still_says_where_to_continue(store_dir):
     """With a small character cap the page is cut before its paging line; the server adds where the
     rest starts, and following it neither repeats nor skips a row. (In-process: no transport needed.)"""
-    from agent.mcp_server import EHRTools
-    from tools.store import open_store
+    from ehr_agent.agent.mcp_server import EHRTools
+    from ehr_agent.tools.store import open_store
 
     store = open_store(store_dir)
     try:
@@ -518,8 +518,8 @@ def test_a_result_cut_at_the_character_cap_still_says_where_to_continue(store_di
 
 def test_find_patients_pages_and_no_ask_without_a_model(store_dir):
     """find_patients is bounded and says how to page; a server without a model offers no ask. (In-process.)"""
-    from agent.mcp_server import EHRTools
-    from tools.store import open_store
+    from ehr_agent.agent.mcp_server import EHRTools
+    from ehr_agent.tools.store import open_store
 
     store = open_store(store_dir)
     try:

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.models import DEFAULT_EMBEDDED, ModelError, make_model
-from agent.models.base import ChatMessage
-from agent.models.llamacpp import ENGINES, LlamaCppModel, available_engines, llama_cpp_available, resolve_engine
-from agent.models.weights import is_available, resolve_key
+from ehr_agent.agent.models import DEFAULT_EMBEDDED, ModelError, make_model
+from ehr_agent.agent.models.base import ChatMessage
+from ehr_agent.agent.models.llamacpp import ENGINES, LlamaCppModel, available_engines, llama_cpp_available, resolve_engine
+from ehr_agent.agent.models.weights import is_available, resolve_key
 
 _missing = (
     f"the packages of the default embedded model {DEFAULT_EMBEDDED} are not installed "

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.models import ChatMessage, ChatResult, ModelError, ModelSettings, ModelSpec, ScriptedModel, make_model
-from agent.models import weights
-from agent.models.openai_compat import OpenAIChatModel
+from ehr_agent.agent.models import ChatMessage, ChatResult, ModelError, ModelSettings, ModelSpec, ScriptedModel, make_model
+from ehr_agent.agent.models import weights
+from ehr_agent.agent.models.openai_compat import OpenAIChatModel
 
 USER = [ChatMessage(role="user", content="Q")]
 
@@ -148,7 +148,7 @@ def test_embedded_backend_option_and_missing_weights(tmp_path: Path, monkeypatch
 
 
 def test_auto_threads_drops_to_one_when_oversubscribed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agent.models.llamacpp as lc
+    import ehr_agent.agent.models.llamacpp as lc
 
     monkeypatch.setattr(lc.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(lc.os, "getloadavg", lambda: (11.0, 9.0, 8.0))
@@ -161,7 +161,7 @@ def test_auto_threads_drops_to_one_when_oversubscribed(monkeypatch: pytest.Monke
 
 def test_llamacpp_engine_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """engine= picks the llama.cpp binding; an unknown or missing one is a clear error, before any load."""
-    import agent.models.llamacpp as lc
+    import ehr_agent.agent.models.llamacpp as lc
 
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF" + b"\0" * 8)

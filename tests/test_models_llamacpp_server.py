@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.models import make_model
-from agent.models.base import ChatMessage, ToolSpec
-from agent.models.llamacpp import auto_threads
-from agent.models.weights import is_available
+from ehr_agent.agent.models import make_model
+from ehr_agent.agent.models.base import ChatMessage, ToolSpec
+from ehr_agent.agent.models.llamacpp import auto_threads
+from ehr_agent.agent.models.weights import is_available
 
 MODEL = "qwen2.5-coder-0.5b"
 
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.skipif(_server_missing() is not None, reason=str(_serve
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from agent.models.weights import assemble
+    from ehr_agent.agent.models.weights import assemble
 
     gguf = assemble(MODEL)
     with socket.socket() as s:
@@ -51,7 +51,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = Path(tmp_path_factory.mktemp("server")) / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.models.llamacpp", "--model", str(gguf), "--host", "127.0.0.1",
+            [sys.executable, "-m", "ehr_agent.agent.models.llamacpp", "--model", str(gguf), "--host", "127.0.0.1",
              "--port", str(port), "--threads", threads, "--n-ctx", "2048"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from agent.models.base import ChatMessage, ModelError, ToolSpec
-from agent.models.openai_compat import OpenAIChatModel
+from ehr_agent.agent.models.base import ChatMessage, ModelError, ToolSpec
+from ehr_agent.agent.models.openai_compat import OpenAIChatModel
 
 TOOLS = [
     ToolSpec(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.models.base import ChatMessage as M
-from agent.models.base import ToolCall, ToolSpec
-from agent.models.common import native_mode_messages, text_mode_messages
-from agent.models.shaping import GEMMA_SAMPLING, SamplingDefaults, is_gemma, shape_for_gemma
+from ehr_agent.agent.models.base import ChatMessage as M
+from ehr_agent.agent.models.base import ToolCall, ToolSpec
+from ehr_agent.agent.models.common import native_mode_messages, text_mode_messages
+from ehr_agent.agent.models.shaping import GEMMA_SAMPLING, SamplingDefaults, is_gemma, shape_for_gemma
 
 TOOL = ToolSpec(name="get_conditions", description="List conditions.", parameters={"type": "object", "properties": {}})
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.models import make_model
-from agent.models.base import ChatMessage, ModelError, ToolSpec
-from agent.models.hf import TransformersModel
+from ehr_agent.agent.models import make_model
+from ehr_agent.agent.models.base import ChatMessage, ModelError, ToolSpec
+from ehr_agent.agent.models.hf import TransformersModel
 
 TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.models.base import ChatMessage, ChatResult, ToolCall, ToolSpec
-from agent.models.scripted import ScriptedModel
-from agent.protocol import (
+from ehr_agent.agent.models.base import ChatMessage, ChatResult, ToolCall, ToolSpec
+from ehr_agent.agent.models.scripted import ScriptedModel
+from ehr_agent.agent.protocol import (
     chat_with_repairs,
     format_call,
     loads_lenient,

@@ -11,9 +11,9 @@ import time
 import httpx
 import pytest
 
-import tools.store.server as server_mod
+import ehr_agent.tools.store.server as server_mod
 from conftest import ALICE, BOB, FIXTURES
-from tools.store.server import create_app, make_server
+from ehr_agent.tools.store.server import create_app, make_server
 
 
 def raw(rtype: str) -> list[dict]:
@@ -106,7 +106,7 @@ def test_lenient_handling_ignores_unknown_parameters_and_reports_them(client):
 
 
 def test_included_resources_are_capped_per_page_with_a_warning(client, monkeypatch):
-    import tools.store.search.bundle as bundle_mod
+    import ehr_agent.tools.store.search.bundle as bundle_mod
 
     full = client.get("/Patient", params={"_revinclude": "Observation:subject", "_count": "10"}).json()
     included = [e for e in full["entry"] if e["search"]["mode"] == "include"]

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tools.store.base import NotFound, SearchError, StoreError, StoreUnavailable
-from tools.store.rest import RESTStore, _retry_after_seconds
+from ehr_agent.tools.store.base import NotFound, SearchError, StoreError, StoreUnavailable
+from ehr_agent.tools.store.rest import RESTStore, _retry_after_seconds
 
 BUNDLE = {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []}
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tools.store.base import NotFound, SearchError
-from tools.store.rest import RESTStore
+from ehr_agent.tools.store.base import NotFound, SearchError
+from ehr_agent.tools.store.rest import RESTStore
 
 ROOT = Path(__file__).resolve().parents[1]
 # Same location rule as conftest.py: ../shared/data beside the repo, or $EHR_AGENT_SHARED_DATA.
@@ -102,7 +102,7 @@ def truth(data_files) -> Truth:
 
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory, data_files) -> Path:
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     d = tmp_path_factory.mktemp("facade-store")
     s = SQLiteStore(d, create=True)
@@ -114,7 +114,7 @@ def store_dir(tmp_path_factory, data_files) -> Path:
 
 @pytest.fixture(scope="module")
 def embedded(store_dir):
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     s = SQLiteStore(store_dir)
     yield s
@@ -124,8 +124,8 @@ def embedded(store_dir):
 @pytest.fixture(scope="module")
 def facade(store_dir) -> Iterator[str]:
     """The facade in a thread over its own SQLiteStore on the same directory; yields its base URL."""
-    from tools.store.server import make_server
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.server import make_server
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     backing = SQLiteStore(store_dir)
     server = make_server(backing, "127.0.0.1", 0, quiet=True)
@@ -377,7 +377,7 @@ def test_concurrent_requests_from_many_threads(rest, facade, truth):
 
 def test_project_fixtures_identical_over_rest(fixture_store):
     """Every resource of every fixture patient (notes, unresolved references...) comes back unchanged."""
-    from tools.store.server import make_server
+    from ehr_agent.tools.store.server import make_server
 
     server = make_server(fixture_store, "127.0.0.1", 0, quiet=True)
     server.start_in_thread()
@@ -401,7 +401,7 @@ def test_project_fixtures_identical_over_rest(fixture_store):
 # --------------------------------------------------------------------------------- the real CLI
 def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("ehr-agent")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "ehr_agent.agent.cli"]
 
 
 def test_serve_fhir_cli_subprocess(store_dir, truth):

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from agent.cli import main as cli_main
+from ehr_agent.agent.cli import main as cli_main
 from conftest import ALICE, FIXTURES
 
 FAMILIES = {"Moreau", "Haines", "Whitfield"}
@@ -35,7 +35,7 @@ def raw(rtype: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def base(fixture_store):
-    from tools.store.server import make_server
+    from ehr_agent.tools.store.server import make_server
 
     server = make_server(fixture_store, "127.0.0.1", 0, quiet=True)
     server.start_in_thread()

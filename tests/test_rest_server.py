@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from tools.store.base import FHIRStore, SearchError, StoreError
-from tools.store.server import make_server
+from ehr_agent.tools.store.base import FHIRStore, SearchError, StoreError
+from ehr_agent.tools.store.server import make_server
 
 
 class StubStore(FHIRStore):

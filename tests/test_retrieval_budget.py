@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ALICE
-from tools.retrieval.budget import TokenCounter, estimate_tokens, pack_context
-from tools.retrieval.errors import BudgetTooSmall, ModelUnavailable
-from tools.retrieval.settings import default_embedding_model
+from ehr_agent.tools.retrieval.budget import TokenCounter, estimate_tokens, pack_context
+from ehr_agent.tools.retrieval.errors import BudgetTooSmall, ModelUnavailable
+from ehr_agent.tools.retrieval.settings import default_embedding_model
 
 
 def test_estimate_is_documented_rule():

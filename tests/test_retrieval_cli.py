@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from agent.cli import main
+from ehr_agent.agent.cli import main
 from tests.test_retrieval_support import write_bundle
 from tests.conftest import ALICE, FIXTURES
 
@@ -15,7 +15,7 @@ from tests.conftest import ALICE, FIXTURES
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory):
     """The fixtures plus a patient with nothing but a Patient resource, in a store this module owns."""
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     d = tmp_path_factory.mktemp("cli-store")
     src = tmp_path_factory.mktemp("cli-src")

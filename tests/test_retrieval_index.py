@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ALICE, BOB
-from tools.retrieval.errors import RetrievalError
-from tools.retrieval.index import HybridIndex, normalize_bound, rrf, temporal_intent
-from tools.retrieval.lexical import fts_query
-from tools.retrieval.settings import RetrievalSettings
+from ehr_agent.tools.retrieval.errors import RetrievalError
+from ehr_agent.tools.retrieval.index import HybridIndex, normalize_bound, rrf, temporal_intent
+from ehr_agent.tools.retrieval.lexical import fts_query
+from ehr_agent.tools.retrieval.settings import RetrievalSettings
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_fusion_and_query_helpers():
 
 
 def test_unknown_patient_and_empty_query(alice_index):
-    from tools.store.base import NotFound
+    from ehr_agent.tools.store.base import NotFound
 
     with pytest.raises(NotFound):
         alice_index.search("no-such-patient", "anything")
@@ -136,7 +136,7 @@ def test_unknown_patient_and_empty_query(alice_index):
 
 
 def test_bad_chroma_url_is_a_clear_error():
-    from tools.retrieval.dense import make_client
+    from ehr_agent.tools.retrieval.dense import make_client
 
     with pytest.raises(RetrievalError, match="bad Chroma URL"):
         make_client(None, "not a url")
@@ -144,7 +144,7 @@ def test_bad_chroma_url_is_a_clear_error():
 
 def test_new_resource_after_refresh_is_indexed_alone(tmp_path):
     from tests.conftest import FIXTURES
-    from tools.retrieval.memory_store import MemoryStore
+    from ehr_agent.tools.retrieval.memory_store import MemoryStore
 
     store = MemoryStore.from_files([FIXTURES / "0-hospital-practitioners.json", FIXTURES / "alice-moreau.json"])
     index = HybridIndex(store, tmp_path, dense=False)
@@ -163,7 +163,7 @@ def test_new_resource_after_refresh_is_indexed_alone(tmp_path):
 
 def test_store_without_directory_uses_configured_cache_dir(tmp_path):
     from tests.conftest import FIXTURES
-    from tools.retrieval.memory_store import MemoryStore
+    from ehr_agent.tools.retrieval.memory_store import MemoryStore
 
     store = MemoryStore.from_files([FIXTURES / "alice-moreau.json"])
     store.base_url = "http://fhir.example.org/R4"

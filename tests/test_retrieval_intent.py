@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tests.test_retrieval_support import note, write_bundle
-from tools.retrieval.index import HybridIndex
-from tools.retrieval.intent import encounter_class, parse_intent, row_status
-from tools.retrieval.projections import Row
+from ehr_agent.tools.retrieval.index import HybridIndex
+from ehr_agent.tools.retrieval.intent import encounter_class, parse_intent, row_status
+from ehr_agent.tools.retrieval.projections import Row
 
 PID = "intent-pt-1"
 
@@ -107,7 +107,7 @@ def _med(i: int, status: str, year: int) -> dict:
 def intent_store(tmp_path_factory):
     """A patient with 25 active and 3 stopped prescriptions, 2 allergies, 30 notes whose allergy
     section says there are none, emergency and ambulatory visits, and a note-only fact."""
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     res: list[dict] = [{"resourceType": "Patient", "id": PID, "gender": "female", "birthDate": "1960-01-01"}]
     res += [_med(i, "active", 2015 + i % 8) for i in range(25)]
@@ -185,7 +185,7 @@ def test_rows_read_back_at_unchanged_data_version(intent_store, tmp_path, monkey
     expected = [h.ref for h in first.search(PID, "List all active medications", k=10, mode="lexical")]
     assert first.is_indexed(PID)
 
-    import tools.retrieval.index as index_mod
+    import ehr_agent.tools.retrieval.index as index_mod
 
     def no_projection(*a, **kw):
         raise AssertionError("an indexed patient at an unchanged data version must not be projected again")
@@ -196,7 +196,7 @@ def test_rows_read_back_at_unchanged_data_version(intent_store, tmp_path, monkey
 
 
 def test_a_store_change_changes_the_data_version(tmp_path):
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     store = SQLiteStore(tmp_path / "s", create=True)
     store.load([write_bundle(tmp_path / "a.json", [{"resourceType": "Patient", "id": "p-v"}, _med_for("p-v", 1)])])

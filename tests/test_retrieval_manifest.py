@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ALICE, BOB
-from tools.retrieval.manifest import build_manifest
-from tools.retrieval.records import patient_record, patient_rows
-from tools.store.base import NotFound
+from ehr_agent.tools.retrieval.manifest import build_manifest
+from ehr_agent.tools.retrieval.records import patient_record, patient_rows
+from ehr_agent.tools.store.base import NotFound
 
 
 def test_manifest_counts_span_and_top_codes(fixture_store):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.test_retrieval_support import note
 from tests.conftest import ALICE
-from tools.retrieval.notes import MAX_NOTE_CHARS, note_chunks
+from ehr_agent.tools.retrieval.notes import MAX_NOTE_CHARS, note_chunks
 
 TEXT = "2020-05-01\n\n# Chief Complaint\nCough.\n\n# Assessment and Plan\n\n## Plan\nRest and fluids.\n"
 
@@ -50,7 +50,7 @@ def test_non_text_and_missing_data_warn():
 
 def test_note_only_fact_is_retrieved(tmp_path, fixture_store):
     """Alice's hobby (bee keeping) exists only in a note; questions about it reach that chunk."""
-    from tools.retrieval.index import HybridIndex
+    from ehr_agent.tools.retrieval.index import HybridIndex
 
     index = HybridIndex(fixture_store, tmp_path / "ix")
     rows = index.rows(ALICE)

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from tests.conftest import BLAZE, SPEZI, need_shared
-from tools.retrieval.memory_store import read_bundle
-from tools.retrieval.projections import norm_date, project, project_row, render_period
+from ehr_agent.tools.retrieval.memory_store import read_bundle
+from ehr_agent.tools.retrieval.projections import norm_date, project, project_row, render_period
 
 
 def _resources(path):

@@ -10,8 +10,8 @@ import pytest
 
 from tests.test_retrieval_support import blaze_files
 from tests.conftest import BLAZE, need_shared
-from tools.retrieval.evalset import generate_questions
-from tools.retrieval.index import HybridIndex
+from ehr_agent.tools.retrieval.evalset import generate_questions
+from ehr_agent.tools.retrieval.index import HybridIndex
 
 PATIENT_FILES = [
     "8708d3e1-f718-96bb-03f0-f2a6564ae1cd.json.bz2",
@@ -23,7 +23,7 @@ PATIENT_FILES = [
 @pytest.fixture(scope="module")
 def blaze_three(tmp_path_factory):
     need_shared(BLAZE)
-    from tools.store.sqlite_store import SQLiteStore
+    from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
     store = SQLiteStore(tmp_path_factory.mktemp("blaze3"), create=True)
     summary = store.load(blaze_files(BLAZE, PATIENT_FILES))

@@ -76,8 +76,8 @@ def test_everything_2013_2014_matches_blaze_type_by_type(blaze_store):
     assert extra <= {"Practitioner", "Organization", "Location"}
     assert len({(r["resourceType"], r["id"]) for r in got}) == len(got)  # no duplicates
     # the same over the facade's paging
-    from tools.store.rest import RESTStore
-    from tools.store.server import make_server
+    from ehr_agent.tools.store.rest import RESTStore
+    from ehr_agent.tools.store.server import make_server
 
     server = make_server(blaze_store, "127.0.0.1", 0, quiet=True)
     server.start_in_thread()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tools.store.sqlite_store import SQLiteStore
+from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
 PID = "p-window"
 

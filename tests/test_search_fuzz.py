@@ -20,8 +20,8 @@ hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is in the test
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tools.store.base import SearchError  # noqa: E402
-from tools.store.search.params import COMPOSITES, SEARCH_PARAMS  # noqa: E402
+from ehr_agent.tools.store.base import SearchError  # noqa: E402
+from ehr_agent.tools.store.search.params import COMPOSITES, SEARCH_PARAMS  # noqa: E402
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
@@ -107,7 +107,7 @@ def fingerprint(store) -> tuple:
 
 @pytest.fixture(scope="module")
 def base(fixture_store):
-    from tools.store.server import make_server
+    from ehr_agent.tools.store.server import make_server
 
     server = make_server(fixture_store, "127.0.0.1", 0, quiet=True)
     server.start_in_thread()

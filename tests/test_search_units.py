@@ -8,12 +8,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tools.store.base import SearchError
-from tools.store.search import INDEX_TABLES, INSERT_SQL, index_rows
-from tools.store.search.dates import MAX_MS, ms_to_instant, parse_range
-from tools.store.search.params import SEARCH_PARAMS
-from tools.store.search.parse import parse_number, parse_quantity, parse_token, split_or
-from tools.store.sqlite_store import SQLiteStore
+from ehr_agent.tools.store.base import SearchError
+from ehr_agent.tools.store.search import INDEX_TABLES, INSERT_SQL, index_rows
+from ehr_agent.tools.store.search.dates import MAX_MS, ms_to_instant, parse_range
+from ehr_agent.tools.store.search.params import SEARCH_PARAMS
+from ehr_agent.tools.store.search.parse import parse_number, parse_quantity, parse_token, split_or
+from ehr_agent.tools.store.sqlite_store import SQLiteStore
 
 UTC = timezone.utc
 
@@ -381,7 +381,7 @@ _COMPOSITE_SAMPLE = {"quantity": "http://loinc.org|1-8$lt5", "token": "1-8$http:
 
 def test_every_registered_parameter_runs(crafted):
     """Each parameter of the registry compiles and runs (and with :missing), on every Synthea type."""
-    from tools.store.search.params import COMPOSITES
+    from ehr_agent.tools.store.search.params import COMPOSITES
 
     n = 0
     for rtype, params in SEARCH_PARAMS.items():
@@ -401,7 +401,7 @@ def test_every_registered_parameter_runs(crafted):
 @pytest.mark.parametrize("factor", [1, 2, 50])
 def test_latest_first_walk_matches_a_full_sort(crafted, monkeypatch, factor):
     """The bounded walk of the date index (large latest-first searches) returns exactly the full sort's pages."""
-    import tools.store.search.bundle as engine
+    import ehr_agent.tools.store.search.bundle as engine
 
     queries = [("Encounter", "_sort=-date"), ("Encounter", "date=ge2020&_sort=-date"), ("Observation", "code=2345-7&_sort=-date")]
     for rtype, q in queries:

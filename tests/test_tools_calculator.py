@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from tools import calculator as calc
+from ehr_agent.tools import calculator as calc
 
 RNG = random.Random(20240611)
 

@@ -9,9 +9,9 @@ import re
 import pytest
 
 from tests.conftest import ALICE, BOB
-from tools import vocabulary as vocab
-from tools.facts import LookupArgs, age_between
-from tools.patient_tools import PatientSession
+from ehr_agent.tools import vocabulary as vocab
+from ehr_agent.tools.facts import LookupArgs, age_between
+from ehr_agent.tools.patient_tools import PatientSession
 
 
 def look(store, pid, as_of="2026-01-01", **kw):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_agent_support import AS_OF, NOTE_TEXT, store  # noqa: F401  (store is a fixture)
 
-from tools.patient_tools import PatientSession
+from ehr_agent.tools.patient_tools import PatientSession
 
 
 @pytest.fixture()
@@ -163,8 +163,8 @@ def test_tool_specs_are_compact(session):
 
 
 def test_same_tools_over_rest(store):  # noqa: F811
-    import tools.store.server as server_mod
-    from tools.store.rest import RESTStore
+    import ehr_agent.tools.store.server as server_mod
+    from ehr_agent.tools.store.rest import RESTStore
 
     srv = server_mod.make_server(store, port=0, quiet=True)
     srv.start_in_thread()
@@ -185,7 +185,7 @@ def test_same_tools_over_rest(store):  # noqa: F811
 
 def test_search_record_through_the_hybrid_index(store, tmp_path):  # noqa: F811
     """Retrieval's HybridIndex (lexical half only, so no embedding model is loaded) behind search_record."""
-    from tools.retrieval import HybridIndex
+    from ehr_agent.tools.retrieval import HybridIndex
 
     index = HybridIndex(store, tmp_path / "idx", dense=False)
     s = PatientSession(store, "pa", AS_OF, index)

@@ -26,10 +26,10 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, Field, field_validator
 
-from tools.patient_tools import ToolOutput, compact_schema, dispatch_tool
-from tools.retrieval.projections import project
-from tools.store.base import FHIRStore, Params, normalize_params
-from tools.store.compartment import PATIENT_COMPARTMENT
+from ehr_agent.tools.patient_tools import ToolOutput, compact_schema, dispatch_tool
+from ehr_agent.tools.retrieval.projections import project
+from ehr_agent.tools.store.base import FHIRStore, Params, normalize_params
+from ehr_agent.tools.store.compartment import PATIENT_COMPARTMENT
 
 # Parameters the tools set themselves (paging, result shape); the model must not pass them.
 RESERVED_PARAMS = frozenset({"_count", "_offset", "_summary", "_elements", "_include", "_revinclude", "_format",
@@ -247,7 +247,7 @@ class CohortSession:
 
     def tool_specs(self):
         """The tools as :class:`agent.models.base.ToolSpec` (compact JSON schemas)."""
-        from agent.models.base import ToolSpec
+        from ehr_agent.agent.models.base import ToolSpec
 
         return [ToolSpec(name=n, description=d, parameters=compact_schema(m)) for n, (m, _, d) in self._tools.items()]
 
@@ -347,7 +347,7 @@ class CohortSession:
     # ---- the answer-shaped count ------------------------------------------------------------------
     def concepts(self, rtype: str) -> list:
         """Every concept (code) of ``rtype`` in the store, read once per session (bounded by ``max_scan``)."""
-        from tools import vocabulary as vocab
+        from ehr_agent.tools import vocabulary as vocab
 
         cache = self.__dict__.setdefault("_concept_cache", {})
         if rtype in cache:
@@ -379,8 +379,8 @@ class CohortSession:
 
     def cohort_count(self, a: CohortCountArgs) -> tuple[CountResult | None, list, str]:
         """Resolve ``a.what`` among the store's codes, build the FHIR search, count; (result, matches, type)."""
-        from tools import vocabulary as vocab
-        from tools.facts import guess_kind
+        from ehr_agent.tools import vocabulary as vocab
+        from ehr_agent.tools.facts import guess_kind
 
         kind = a.kind if a.kind != "any" else guess_kind(a.what)
         order = {"condition": ["Condition"], "medication": ["MedicationRequest"], "vaccine": ["Immunization"],

@@ -22,8 +22,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from tools import vocabulary as vocab
-from tools.retrieval.projections import Row, concept_display, render_quantity
+from ehr_agent.tools import vocabulary as vocab
+from ehr_agent.tools.retrieval.projections import Row, concept_display, render_quantity
 
 Op = Literal["latest", "first", "on_date", "count", "change", "exists", "active_on", "list", "age_at", "ended", "all"]
 Kind = Literal["lab", "condition", "medication", "vaccine", "procedure", "visit", "allergy", "careplan", "any"]

@@ -23,15 +23,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from tools import calculator
-from tools.facts import LookupArgs, Lookup
-from tools.retrieval.errors import RetrievalError
-from tools.retrieval.lexical import LexicalIndex
-from tools.retrieval.manifest import build_manifest
-from tools.retrieval.notes import note_chunks as _note_chunks
-from tools.retrieval.projections import Row, project_row
-from tools.store.base import FHIRStore, NotFound, SearchError, StoreError, normalize_params
-from tools.store.compartment import PATIENT_COMPARTMENT, SHARED_TYPES, patient_compartments
+from ehr_agent.tools import calculator
+from ehr_agent.tools.facts import LookupArgs, Lookup
+from ehr_agent.tools.retrieval.errors import RetrievalError
+from ehr_agent.tools.retrieval.lexical import LexicalIndex
+from ehr_agent.tools.retrieval.manifest import build_manifest
+from ehr_agent.tools.retrieval.notes import note_chunks as _note_chunks
+from ehr_agent.tools.retrieval.projections import Row, project_row
+from ehr_agent.tools.store.base import FHIRStore, NotFound, SearchError, StoreError, normalize_params
+from ehr_agent.tools.store.compartment import PATIENT_COMPARTMENT, SHARED_TYPES, patient_compartments
 
 # --------------------------------------------------------------------------------------------------
 # Results
@@ -306,7 +306,7 @@ class PatientSession:
         """Every tool as :class:`agent.models.base.ToolSpec` (compact JSON schemas; built once per process)."""
         global _SPECS
         if _SPECS is None:
-            from agent.models.base import ToolSpec
+            from ehr_agent.agent.models.base import ToolSpec
 
             _SPECS = [ToolSpec(name=n, description=d, parameters=compact_schema(m))
                       for n, (m, _, d) in self._tools.items()]
@@ -591,7 +591,7 @@ class PatientSession:
 
     def search_record(self, a: RecordSearchArgs) -> ToolOutput:
         """Hybrid (semantic + keyword) search over the record and its notes."""
-        from tools.vocabulary import expand_note_query
+        from ehr_agent.tools.vocabulary import expand_note_query
 
         a = a.model_copy(update={"query": expand_note_query(a.query)})
         if self.index is not None:

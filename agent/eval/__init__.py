@@ -3,11 +3,11 @@ them, score deterministically, report.
 
 Notebook use::
 
-    from tools.store import open_store
-    from agent.eval.generator import generate_tasks
-    from agent.eval.solvers import make_solver
-    from agent.eval.runner import run
-    from agent.eval.report import write_report
+    from ehr_agent.tools.store import open_store
+    from ehr_agent.agent.eval.generator import generate_tasks
+    from ehr_agent.agent.eval.solvers import make_solver
+    from ehr_agent.agent.eval.runner import run
+    from ehr_agent.agent.eval.report import write_report
 
     store = open_store("store/")
     tasks = generate_tasks(store, per_patient=5, seed=0)

@@ -125,7 +125,7 @@ def _fail(msg: str) -> int:
 
 
 def cmd_generate(args) -> int:
-    from tools.store import open_store
+    from ehr_agent.tools.store import open_store
 
     from .generator import generate_tasks
     from .tasks import write_tasks
@@ -145,7 +145,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_generate_lay(args) -> int:
-    from tools.store import open_store
+    from ehr_agent.tools.store import open_store
 
     from .tasks import write_tasks
 
@@ -207,11 +207,11 @@ def cmd_adapt(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from agent.models.base import ModelError
-    from agent.models.factory import resolve_spec
-    from tools.retrieval.errors import RetrievalError
-    from tools.store import open_store
-    from tools.store.base import StoreError
+    from ehr_agent.agent.models.base import ModelError
+    from ehr_agent.agent.models.factory import resolve_spec
+    from ehr_agent.tools.retrieval.errors import RetrievalError
+    from ehr_agent.tools.store import open_store
+    from ehr_agent.tools.store.base import StoreError
 
     from .runner import run
     from .solvers import SolverError, make_solver, solver_model_name
@@ -224,7 +224,7 @@ def cmd_run(args) -> int:
     tasks = [t for _, t in numbered]
     settings = None
     if args.solver == "agent":
-        from agent.configuration import AgentSettings
+        from ehr_agent.agent.configuration import AgentSettings
 
         settings = AgentSettings()
     try:
@@ -234,7 +234,7 @@ def cmd_run(args) -> int:
         return _fail(str(e))
     judge = None
     if args.judge:
-        from agent.models.factory import make_model
+        from ehr_agent.agent.models.factory import make_model
 
         from .judge import JudgePanel
 
@@ -287,8 +287,8 @@ def cmd_rescore(args) -> int:
     if Path(args.out).resolve() == Path(args.results).resolve():
         return _fail("--out must not be the results file being rescored")
     if args.store is not None:
-        from tools.store import open_store
-        from tools.store.base import StoreError
+        from ehr_agent.tools.store import open_store
+        from ehr_agent.tools.store.base import StoreError
 
         try:
             opened = open_store(args.store)

@@ -13,8 +13,8 @@ import json
 import re
 from typing import Any
 
-from agent.models.base import ChatMessage
-from agent.models.scripted import ScriptedModel
+from ehr_agent.agent.models.base import ChatMessage
+from ehr_agent.agent.models.scripted import ScriptedModel
 
 from .tasks import Task
 

@@ -1,6 +1,6 @@
 """Patient questions as people type them: lay names, pronouns, casual word order, gold from the raw record.
 
-The facts are computed here from the raw FHIR resources of a :class:`~agent.eval.fhirdata.PatientRecord`
+The facts are computed here from the raw FHIR resources of a :class:`~ehr_agent.agent.eval.fhirdata.PatientRecord`
 (read through the store as the main generator does), grouped by the evaluation's own lay vocabulary
 (:mod:`agent.eval.lay_vocab`). The same computations answer the hand-written questions
 (:mod:`agent.eval.handwritten`), so a question's gold never depends on how it is worded.

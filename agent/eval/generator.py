@@ -1,6 +1,6 @@
 """Generate evaluation tasks from the raw FHIR resources of a store.
 
-Every gold answer is computed here from raw JSON read through :class:`~tools.store.base.FHIRStore`
+Every gold answer is computed here from raw JSON read through :class:`~ehr_agent.tools.store.base.FHIRStore`
 (``everything_all`` and ``read``), never through the agent's tools or retrieval projections, so the
 generator and the agent check each other. A question whose answer is ambiguous in the data (same-day
 values that differ, a missing unit, notes that disagree) is not emitted.
@@ -38,7 +38,7 @@ CATEGORIES = (
 
 def load_record(store, patient_id: str) -> PatientRecord:
     """One patient's compartment as raw resources, with referenced Medication resources fetched."""
-    from tools.store.base import NotFound
+    from ehr_agent.tools.store.base import NotFound
 
     def resolve(reference: str) -> dict | None:
         rtype, _, rid = reference.partition("/")

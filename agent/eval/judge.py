@@ -11,7 +11,7 @@ import re
 
 from pydantic import BaseModel
 
-from agent.models.base import ChatMessage, ChatModel, ModelError
+from ehr_agent.agent.models.base import ChatMessage, ChatModel, ModelError
 
 from .solvers import fill, load_prompt
 from .tasks import Task

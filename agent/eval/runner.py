@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.schema import AnswerResult
+from ehr_agent.agent.schema import AnswerResult
 
 from .scorers import Scores, score_result
 from .tasks import Task
@@ -198,7 +198,7 @@ async def run_tasks(
     """Answer ``tasks`` with ``solver``, appending scored records to ``out``; see the module docstring.
 
     ``on_result(record, done, total)`` is called after each task (the progress bar uses it).
-    ``judge`` (a :class:`~agent.eval.judge.JudgePanel`) adds a panel verdict for free-text tasks; the
+    ``judge`` (a :class:`~ehr_agent.agent.eval.judge.JudgePanel`) adds a panel verdict for free-text tasks; the
     deterministic verdict stays the record's ``correct``.
     """
     if concurrency < 1:

@@ -1,6 +1,6 @@
 """Deterministic scorers: answer correctness by gold type, retrieval against gold refs, citation validity.
 
-Every scorer is a pure function of the task and the :class:`~agent.schema.AnswerResult`, so a result
+Every scorer is a pure function of the task and the :class:`~ehr_agent.agent.schema.AnswerResult`, so a result
 file can be re-scored later without running the model again.
 """
 
@@ -10,7 +10,7 @@ import re
 
 from pydantic import BaseModel
 
-from agent.schema import AnswerResult
+from ehr_agent.agent.schema import AnswerResult
 
 from . import textparse, units
 from .tasks import (AgeGold, ChoiceGold, DateGold, DirectionGold, IntegerGold, QuantityGold, SetGold, Task, TextGold,

@@ -18,15 +18,14 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
-from agent.models.base import ChatMessage, ChatModel, ModelError
-from agent.schema import AnswerResult
+from ehr_agent.agent.models.base import ChatMessage, ChatModel, ModelError
+from ehr_agent import prompts
+from ehr_agent.agent.schema import AnswerResult
 
 from .tasks import Task
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 REF_RE = re.compile(r"\b([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})")
 
 ModelFactory = Callable[[Task], ChatModel]
@@ -43,16 +42,14 @@ class Solver(Protocol):
 
 
 def load_prompt(name: str) -> str:
-    """``prompts/eval_<name>.md``."""
-    path = PROMPTS_DIR / f"eval_{name}.md"
-    if not path.is_file():
-        raise SolverError(f"prompt file {path} is missing")
-    return path.read_text(encoding="utf-8").strip()
+    """``prompts/eval_<name>.md``, stripped."""
+    try:
+        return prompts.load(f"eval_{name}").strip()
+    except prompts.PromptMissing as e:
+        raise SolverError(str(e)) from e
 
 
-def fill(template: str, **values: object) -> str:
-    """Replace ``{name}`` placeholders that are given; other braces stay as written."""
-    return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template)
+fill = prompts.fill
 
 
 def gold_text(task: Task) -> str:
@@ -78,7 +75,7 @@ class AgentSolver:
 
     def __init__(self, model_factory: ModelFactory, settings: Any = None):
         try:
-            from agent import runner  # noqa: F401
+            from ehr_agent.agent import runner  # noqa: F401
         except ImportError as e:
             raise SolverError(f"the agent runner is not available (agent/runner.py): {e}") from None
         self.model_factory = model_factory
@@ -90,7 +87,7 @@ class AgentSolver:
         # One compiled graph per (store, shared model): compiling per task would be measured as overhead.
         if getattr(self.model_factory, "shared_model", None) is not model:
             return None
-        from agent.graph import build_graph
+        from ehr_agent.agent.graph import build_graph
 
         with self._lock:
             key = id(store)
@@ -101,7 +98,7 @@ class AgentSolver:
     def _cohort_graph(self, store: Any, model: ChatModel) -> Any:
         if getattr(self.model_factory, "shared_model", None) is not model:
             return None
-        from agent.cohort import build_cohort_graph
+        from ehr_agent.agent.cohort import build_cohort_graph
 
         with self._lock:
             key = ("cohort", id(store))
@@ -112,11 +109,11 @@ class AgentSolver:
     def solve(self, task: Task, store: Any) -> AnswerResult:
         """A patient task through :func:`agent.runner.answer`, a cohort task (``patient is None``) through
         :func:`agent.cohort.answer_cohort`."""
-        from agent.runner import answer
+        from ehr_agent.agent.runner import answer
 
         model = self.model_factory(task)
         if task.patient is None:
-            from agent.cohort import answer_cohort
+            from ehr_agent.agent.cohort import answer_cohort
 
             return answer_cohort(store, task.question, model=model, settings=self.settings,
                                  graph=self._cohort_graph(store, model))
@@ -132,7 +129,7 @@ class FullContextSolver:
     def __init__(self, model_factory: ModelFactory, *, context_tokens: int = 8192, answer_tokens: int = 400,
                  tokenizer: str | None = None):
         try:
-            from tools.retrieval.budget import TokenCounter
+            from ehr_agent.tools.retrieval.budget import TokenCounter
         except ImportError as e:
             raise SolverError(f"retrieval's pack_context is not available (tools/retrieval/budget.py): {e}") from None
         # The model's own tokenizer when given (exact window use), else retrieval's conservative estimate.
@@ -144,7 +141,7 @@ class FullContextSolver:
 
     def pack(self, store: Any, task: Task) -> tuple[str, list[str]]:
         """The record text within budget and the refs it holds."""
-        from tools.retrieval.budget import pack_context
+        from ehr_agent.tools.retrieval.budget import pack_context
 
         overhead = self.counter.count(fill(self.template, question=task.question, as_of=task.as_of or "", record=""))
         budget = max(256, self.context_tokens - overhead - self.answer_tokens)
@@ -176,7 +173,7 @@ def scripted_gold_model(task: Task) -> ChatModel:
     Run through the agent, it measures the pure overhead of graph, tools and citation checking. A cohort task
     gets :func:`agent.eval.cohort_script.scripted_cohort_model` instead (the queries that count the gold).
     """
-    from agent.models.scripted import ScriptedModel
+    from ehr_agent.agent.models.scripted import ScriptedModel
 
     if task.patient is None:
         from .cohort_script import scripted_cohort_model
@@ -195,10 +192,10 @@ def model_factory(spec: str, settings: Any = None, *, tools: bool = True) -> Mod
     if spec == "scripted-gold":
         if tools:
             return scripted_gold_model
-        from agent.models.scripted import ScriptedModel
+        from ehr_agent.agent.models.scripted import ScriptedModel
 
         return lambda task: ScriptedModel([gold_text(task)], name="scripted-gold")
-    from agent.models.factory import make_model
+    from ehr_agent.agent.models.factory import make_model
 
     shared = make_model(spec, settings)
 
@@ -225,7 +222,7 @@ def make_solver(kind: str, model_spec: str | None, *, settings: Any = None, cont
         return GoldSolver()
     if kind not in ("agent", "full-context"):
         raise SolverError(f"unknown solver {kind!r} (agent, full-context, gold)")
-    from agent.models.factory import resolve_spec
+    from ehr_agent.agent.models.factory import resolve_spec
 
     factory = model_factory(resolve_spec(model_spec), tools=kind == "agent")
     if kind == "agent":

@@ -27,11 +27,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent.citations import check_answer, cited_refs
-from agent.claims import ClaimChecker
-from tools.facts import ref_of
-from tools.patient_tools import PatientSession, note_chunks
-from tools.store.base import StoreError
+from ehr_agent.agent.citations import check_answer, cited_refs
+from ehr_agent.agent.claims import ClaimChecker
+from ehr_agent.tools.facts import ref_of
+from ehr_agent.tools.patient_tools import PatientSession, note_chunks
+from ehr_agent.tools.store.base import StoreError
 
 #: The marks the agent adds to failing sentences ("[unsupported]", "[unsupported: a later HbA1c exists]"):
 #: they are the old verdict, not part of the claim, and a label's numbers must not be checked as values.

@@ -3,16 +3,16 @@
 
 from typing import Any
 
-from agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError, ToolCall, ToolSpec
+from ehr_agent.agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError, ToolCall, ToolSpec
 
 # The rest is imported lazily: agent.protocol imports agent.models.base, and the backends import
 # agent.protocol, so importing them here would be circular.
 _LAZY = {
-    "make_model": "agent.models.factory",
-    "DEFAULT_EMBEDDED": "agent.models.factory",
-    "ScriptedModel": "agent.models.scripted",
-    "ModelSettings": "agent.models.spec",
-    "ModelSpec": "agent.models.spec",
+    "make_model": "ehr_agent.agent.models.factory",
+    "DEFAULT_EMBEDDED": "ehr_agent.agent.models.factory",
+    "ScriptedModel": "ehr_agent.agent.models.scripted",
+    "ModelSettings": "ehr_agent.agent.models.spec",
+    "ModelSpec": "ehr_agent.agent.models.spec",
 }
 
 
@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agent.models' has no attribute {name!r}")
+    raise AttributeError(f"module 'ehr_agent.agent.models' has no attribute {name!r}")
 
 
 __all__ = ["ChatMessage", "ChatModel", "ChatResult", "ModelError", "ToolCall", "ToolSpec", *_LAZY]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from agent.models.base import ChatMessage, ChatResult, ToolSpec
-from agent.models.shaping import shape_for_gemma
-from agent.protocol import merge_consecutive, result_from_text, strip_thinking, to_text_protocol
+from ehr_agent.agent.models.base import ChatMessage, ChatResult, ToolSpec
+from ehr_agent.agent.models.shaping import shape_for_gemma
+from ehr_agent.agent.protocol import merge_consecutive, result_from_text, strip_thinking, to_text_protocol
 
 ToolMode = Literal["text", "native"]
 

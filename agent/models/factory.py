@@ -18,9 +18,9 @@ import logging
 import os
 from typing import Any
 
-from agent.models import weights
-from agent.models.base import ChatModel, ModelError
-from agent.models.spec import ModelSettings, ModelSpec
+from ehr_agent.agent.models import weights
+from ehr_agent.agent.models.base import ChatModel, ModelError
+from ehr_agent.agent.models.spec import ModelSettings, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +84,21 @@ def make_model(spec: str | None = None, settings: Any = None) -> ChatModel:
 
 
 def _openai(spec: ModelSpec, cfg: ModelSettings) -> ChatModel:
-    from agent.models.openai_compat import OpenAIChatModel
+    from ehr_agent.agent.models.openai_compat import OpenAIChatModel
 
     opts = _fill(_options(spec, _OPENAI_OPTS), cfg, ["tool_mode", "timeout", "retries", "temperature", "max_tokens"])
     return OpenAIChatModel(spec.target, spec.model_name or cfg.model_name, api_key=cfg.api_key, **opts)
 
 
 def _transformers(spec: ModelSpec, cfg: ModelSettings) -> ChatModel:
-    from agent.models.hf import TransformersModel
+    from ehr_agent.agent.models.hf import TransformersModel
 
     opts = _fill(_options(spec, _HF_OPTS), cfg, ["temperature", "max_tokens"])
     return TransformersModel(spec.target, **opts)
 
 
 def _llamacpp(spec: ModelSpec, cfg: ModelSettings) -> ChatModel:
-    from agent.models.llamacpp import LlamaCppModel
+    from ehr_agent.agent.models.llamacpp import LlamaCppModel
 
     opts = _fill(_options(spec, _LLAMA_OPTS), cfg, ["n_ctx", "n_threads", "temperature", "max_tokens"])
     opts.pop("backend", None)
@@ -106,7 +106,7 @@ def _llamacpp(spec: ModelSpec, cfg: ModelSettings) -> ChatModel:
 
 
 def _embedded(spec: ModelSpec, cfg: ModelSettings) -> ChatModel:
-    from agent.models.llamacpp import LlamaCppModel, llama_cpp_available
+    from ehr_agent.agent.models.llamacpp import LlamaCppModel, llama_cpp_available
 
     key = spec.target or spec.model_name or DEFAULT_EMBEDDED
     info = weights.resolve_key(key)
@@ -130,7 +130,7 @@ def _embedded(spec: ModelSpec, cfg: ModelSettings) -> ChatModel:
             "(dequantized to float32: slower, ~4x the memory). `pip install xllamacpp` to fix.",
             info.key,
         )
-    from agent.models.hf import TransformersModel
+    from ehr_agent.agent.models.hf import TransformersModel
 
     if "engine" in opts:
         raise ValueError("embedded: engine= applies to backend=llamacpp, not transformers")
@@ -140,7 +140,7 @@ def _embedded(spec: ModelSpec, cfg: ModelSettings) -> ChatModel:
 
 
 def _scripted(spec: ModelSpec, cfg: ModelSettings) -> ChatModel:
-    from agent.models.scripted import ScriptedModel
+    from ehr_agent.agent.models.scripted import ScriptedModel
 
     if spec.target.lstrip().startswith("["):
         try:

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError, TokenCallback, ToolSpec
-from agent.models.common import finish_text, text_mode_messages
-from agent.models.shaping import GEMMA_SAMPLING, SamplingDefaults, is_gemma
-from agent.protocol import RESULT_STOP
+from ehr_agent.agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError, TokenCallback, ToolSpec
+from ehr_agent.agent.models.common import finish_text, text_mode_messages
+from ehr_agent.agent.models.shaping import GEMMA_SAMPLING, SamplingDefaults, is_gemma
+from ehr_agent.agent.protocol import RESULT_STOP
 
 
 class TransformersModel(ChatModel):

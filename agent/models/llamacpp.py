@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError, TokenCallback, ToolSpec
-from agent.models.common import finish_text, text_mode_messages
-from agent.models.shaping import is_gemma
-from agent.protocol import RESULT_STOP
+from ehr_agent.agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError, TokenCallback, ToolSpec
+from ehr_agent.agent.models.common import finish_text, text_mode_messages
+from ehr_agent.agent.models.shaping import is_gemma
+from ehr_agent.agent.protocol import RESULT_STOP
 
 #: bindings we can drive, in order of preference (import name, pip name): a build for this very CPU
 #: first (only there when someone chose to compile it), then the prebuilt wheel of the default install

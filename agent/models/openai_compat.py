@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from agent.models.base import (
+from ehr_agent.agent.models.base import (
     ChatMessage,
     ChatModel,
     ChatResult,
@@ -26,9 +26,9 @@ from agent.models.base import (
     ToolCall,
     ToolSpec,
 )
-from agent.models.common import ToolMode, finish_text, native_mode_messages, openai_tools, text_mode_messages
-from agent.models.shaping import GEMMA_SAMPLING, SamplingDefaults, is_gemma
-from agent.protocol import RESULT_STOP, loads_lenient, parse_tool_calls, strip_thinking, validate_arguments
+from ehr_agent.agent.models.common import ToolMode, finish_text, native_mode_messages, openai_tools, text_mode_messages
+from ehr_agent.agent.models.shaping import GEMMA_SAMPLING, SamplingDefaults, is_gemma
+from ehr_agent.agent.protocol import RESULT_STOP, loads_lenient, parse_tool_calls, strip_thinking, validate_arguments
 
 #: failures worth another try: the server may be starting, overloaded or restarting
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Union
 
-from agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError, TokenCallback, ToolSpec
-from agent.protocol import result_from_text
+from ehr_agent.agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError, TokenCallback, ToolSpec
+from ehr_agent.agent.protocol import result_from_text
 
 Turn = Union[str, ChatResult, Callable[[list[ChatMessage]], Union[str, ChatResult]]]
 

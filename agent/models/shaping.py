@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent.models.base import ChatMessage
-from agent.protocol import merge_consecutive, strip_thinking
+from ehr_agent.agent.models.base import ChatMessage
+from ehr_agent.agent.protocol import merge_consecutive, strip_thinking
 
 __all__ = ["SamplingDefaults", "GEMMA_SAMPLING", "is_gemma", "shape_for_gemma", "strip_thinking"]
 

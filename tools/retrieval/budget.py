@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tools.store.base import FHIRStore
+from ehr_agent.tools.store.base import FHIRStore
 
 from .errors import BudgetTooSmall, EmptyRecord, ModelUnavailable, RetrievalError
 from .manifest import build_manifest
@@ -129,7 +129,7 @@ def pack_context(
 
     The text is the patient manifest followed by rows grouped under ``## DATE`` headings.  When the
     whole record fits it is returned entire (``omitted == 0``).  Otherwise rows are taken in the order
-    ``index.search`` ranks them (a :class:`~tools.retrieval.index.HybridIndex`; without one, an
+    ``index.search`` ranks them (a :class:`~ehr_agent.tools.retrieval.index.HybridIndex`; without one, an
     in-memory lexical ranking of this patient's rows) until the budget is full, then shown in date order.
     Raises :class:`NotFound`, :class:`EmptyRecord` or :class:`BudgetTooSmall`.
     """

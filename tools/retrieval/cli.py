@@ -60,7 +60,7 @@ def _settings(args):
 def _open(args, *, dense: bool = True):
     from pathlib import Path
 
-    from tools.store import open_store
+    from ehr_agent.tools.store import open_store
 
     from .index import HybridIndex
 
@@ -80,7 +80,7 @@ def _guard(fn):
     """Turn the errors a user can cause into one line on stderr and exit status 2."""
 
     def run(args) -> int:
-        from tools.store.base import StoreError
+        from ehr_agent.tools.store.base import StoreError
 
         from .errors import RetrievalError
 

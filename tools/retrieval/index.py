@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tools.store.base import FHIRStore
+from ehr_agent.tools.store.base import FHIRStore
 
 from .errors import EmptyRecord, RetrievalError
 from .intent import Intent, mask_subjects, parse_intent, subject_phrase
@@ -246,7 +246,7 @@ class HybridIndex:
         Raises :class:`NotFound` for an unknown patient."""
         if patient_id in self._versions:
             return self._versions[patient_id]
-        from tools.store.base import NotFound, StoreError
+        from ehr_agent.tools.store.base import NotFound, StoreError
 
         version = None
         try:

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 
 from pydantic import BaseModel, Field
 
-from tools.store.base import FHIRStore
+from ehr_agent.tools.store.base import FHIRStore
 
 from .records import patient_record
 
@@ -56,7 +56,7 @@ class Manifest(BaseModel):
 def build_manifest(store: FHIRStore, patient_id: str, *, top: int = 8, record=None) -> Manifest:
     """Manifest of one patient.  Raises :class:`tools.store.base.NotFound` for an unknown patient.
 
-    ``record`` (a :class:`~tools.retrieval.records.PatientRecord`) avoids reading the store twice.
+    ``record`` (a :class:`~ehr_agent.tools.retrieval.records.PatientRecord`) avoids reading the store twice.
     """
     rec = record or patient_record(store, patient_id)
     counts: Counter[str] = Counter()

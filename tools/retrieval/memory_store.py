@@ -1,4 +1,4 @@
-"""A minimal read-only, in-memory :class:`~tools.store.base.FHIRStore` over Synthea bundle files.
+"""A minimal read-only, in-memory :class:`~ehr_agent.tools.store.base.FHIRStore` over Synthea bundle files.
 
 It exists so that retrieval's tests and benchmark can run on the real shared data in seconds, without
 loading an embedded store first.  It supports exactly what retrieval reads: ``read``, a compartment/type
@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from tools.store.base import FHIRStore, NotFound, ParamsLike, SearchError, normalize_params
-from tools.store.compartment import patient_compartments
+from ehr_agent.tools.store.base import FHIRStore, NotFound, ParamsLike, SearchError, normalize_params
+from ehr_agent.tools.store.compartment import patient_compartments
 
 
 def read_bundle(path: str | Path) -> dict:

@@ -6,7 +6,7 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
-from tools.store.base import FHIRStore, NotFound
+from ehr_agent.tools.store.base import FHIRStore, NotFound
 
 from .notes import note_chunks
 from .projections import FINANCIAL_TYPES, Row, project_row, reference_displays

@@ -1,4 +1,4 @@
-"""A read-only :class:`~tools.store.base.FHIRStore` over any FHIR R4 REST server.
+"""A read-only :class:`~ehr_agent.tools.store.base.FHIRStore` over any FHIR R4 REST server.
 
 Works with HAPI FHIR, Blaze, Google Cloud Healthcare API, Azure Health Data Services, Medplum and the
 project's own facade (``ehr-agent serve-fhir``).  Only ``GET`` requests are ever sent: the agent reads.
