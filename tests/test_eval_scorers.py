@@ -223,3 +223,13 @@ def test_integer_ignores_digits_in_the_vaccines_own_name():
              answer=IntegerGold(value=13), meta={"name": name, "op": "count"})
     assert not scorers.score_answer(t, f"The record does not contain any {name} immunizations.").correct
     assert scorers.score_answer(t, f"13 {name} doses were given.").correct
+
+
+def test_integer_skips_numbers_the_question_states():
+    t = Task(id="t", patient=None, category="cohort_inpatient", question="2013: number of men with at least one inpatient stay?",
+             answer=IntegerGold(value=2))
+    assert scorers.score_answer(t, "The number of men with at least one inpatient stay in 2013 is 2.").correct
+    assert not scorers.score_answer(t, "The number of men with at least one inpatient stay in 2013 is 3.").correct
+    # an answer that is only the echoed number is still read as that number
+    t1 = t.model_copy(update={"answer": IntegerGold(value=1)})
+    assert scorers.score_answer(t1, "One.").correct

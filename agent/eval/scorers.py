@@ -86,10 +86,16 @@ def score_date(gold: DateGold, text: str) -> AnswerScore:
     return AnswerScore(correct=ok, score=float(ok), detail=f"dates found: {distinct[:5]}")
 
 
-def score_integer(gold: IntegerGold, text: str) -> AnswerScore:
+def score_integer(gold: IntegerGold, text: str, question: str = "") -> AnswerScore:
+    """The first whole number of the answer that is not a year and not one the question itself states.
+
+    An answer that restates its question ("men with at least one inpatient stay in 2013 is 2") echoes the
+    question's numbers before giving its own; an echoed number is skipped unless nothing else is left."""
     vals = textparse.find_integers(text)
     if not (1900 <= gold.value <= 2100):
         vals = [v for v in vals if not (1900 <= v <= 2100)]  # years are not counts
+    echoed = set(textparse.find_integers(question)) if question else set()
+    vals = [v for v in vals if v not in echoed] or vals
     ok = bool(vals) and vals[0] == gold.value
     return AnswerScore(correct=ok, score=float(ok), detail=f"integers found: {vals[:5]}")
 
@@ -282,7 +288,7 @@ def score_answer(task: Task, text: str) -> AnswerScore:
     if isinstance(g, DateGold):
         return score_date(g, text)
     if isinstance(g, IntegerGold):
-        return score_integer(g, text)
+        return score_integer(g, text, task.question)
     if isinstance(g, YesNoGold):
         return score_yes_no(g, text)
     if isinstance(g, AgeGold):
