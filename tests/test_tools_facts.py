@@ -57,6 +57,16 @@ def test_resolve_unrelated_words_match_nothing():
     assert vocab.resolve("asthma", [a])[0].concept is a
 
 
+def test_resolve_drops_a_name_that_holds_fewer_of_the_words():
+    names = ["Chronic sinusitis (disorder)", "Sinusitis (disorder)", "Viral sinusitis (disorder)",
+             "Perennial allergic rhinitis", "Seasonal allergic rhinitis"]
+    cs = [vocab.Concept("Condition", f"sct|{i}", n, {str(i)}, [f"Condition/{i}"]) for i, n in enumerate(names)]
+    assert [m.concept.display for m in vocab.resolve("chronic sinusitis", cs)] == ["Chronic sinusitis (disorder)"]
+    # equally specific names all stay ("allergic rhinitis" is both), and a bare word keeps every name holding it
+    assert {m.concept.display for m in vocab.resolve("allergic rhinitis", cs)} == set(names[3:])
+    assert {m.concept.display for m in vocab.resolve("sinusitis", cs)} == set(names[:3])
+
+
 # ---- lookup on the fixtures ---------------------------------------------------------------------
 
 

@@ -365,6 +365,8 @@ class Match:
     concept: Concept
     score: float
     why: str
+    #: the question's word stems this concept's name holds (word matches only; empty for phrase/code matches)
+    covered: frozenset[str] = frozenset()
 
 
 def lay_phrases(text: str) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
@@ -455,7 +457,7 @@ def score_concept(query: str, concept: Concept, *, phrases=None, stems: set[str]
     frac = sum(w.get(x, 1.0) for x in common) / sum(w.get(x, 1.0) for x in stems)
     if frac <= 0.5:  # more than half of what the question names must be named by the concept
         return None
-    return Match(concept, frac + 1.0 / (10 + len(dstems)), "words: " + ", ".join(sorted(common)))
+    return Match(concept, frac + 1.0 / (10 + len(dstems)), "words: " + ", ".join(sorted(common)), frozenset(common))
 
 
 def resolve(query: str, concepts: Iterable[Concept], *, single: bool = False) -> list[Match]:
@@ -495,7 +497,10 @@ def resolve(query: str, concepts: Iterable[Concept], *, single: bool = False) ->
     if single:
         return [matches[0]]
     floor = 2.0 if top >= 2.0 else max(0.5, top - 0.25)
-    return [m for m in matches if m.score >= floor]
+    kept = [m for m in matches if m.score >= floor]
+    # A name that holds only some of the words another kept name holds is the less specific concept:
+    # "chronic sinusitis" names "Chronic sinusitis", not also "Sinusitis" or "Viral sinusitis".
+    return [m for m in kept if not any(m.covered < o.covered for o in kept if m.covered)]
 
 
 # Topics that clinical notes write about in other words than people ask with ("how far did he get in
