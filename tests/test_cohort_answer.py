@@ -1,0 +1,50 @@
+"""choose_what and compose_answer (agent/cohort_answer.py): pure functions, no store or model."""
+
+from ehr_agent.agent.cohort_answer import choose_what, compose_answer, noun_phrases
+
+KNOWN = {"meningitis vaccine", "prediabetes", "chronic sinusitis", "osteoporosis", "flu shot", "htn",
+         "hepatitis a vaccine", "inpatient stays", "diabetes", "vaccine"}
+
+
+def resolves(phrase: str) -> bool:
+    return phrase.lower() in KNOWN
+
+
+def test_noun_phrases_split_on_grammar_punctuation_and_numbers():
+    assert noun_phrases("2013: number of patients given a meningitis vaccine?") == [["meningitis", "vaccine"]]
+    assert noun_phrases("How many people in the data have had thin bones (osteoporosis)?") == [
+        ["thin", "bones"], ["osteoporosis"]]
+    # a letter after a word belongs to the name; an article before one does not
+    assert noun_phrases("How many patients received a hepatitis A vaccine in 2018?") == [["hepatitis", "a", "vaccine"]]
+
+
+def test_model_words_grow_to_the_question_phrase_that_holds_them():
+    assert choose_what("vaccine", "2013: number of patients given a meningitis vaccine?", resolves) == "meningitis vaccine"
+    assert choose_what("diabetes", "How many people in the data have had prediabetes?", resolves) == "prediabetes"
+    assert choose_what("vaccine", "How many patients received a hepatitis A vaccine in 2018?", resolves) == "hepatitis a vaccine"
+
+
+def test_model_words_that_name_nothing_give_way_to_a_question_phrase_that_does():
+    assert choose_what("any", "Number of patients with any history of chronic sinusitis?", resolves) == "chronic sinusitis"
+    assert choose_what("thin bones", "How many people have had thin bones (osteoporosis)?", resolves) == "osteoporosis"
+
+
+def test_model_words_that_resolve_and_are_the_whole_phrase_stay():
+    assert choose_what("HTN", "how many patients have HTN on record, ever?", resolves) == "HTN"
+    assert choose_what("flu shot", "How many patients received a flu shot in 2019?", resolves) == "flu shot"
+    # the model's own words win over a question phrase that does not hold them
+    assert choose_what("inpatient stays", "How many women spent time as inpatients in 2012?", resolves) == "inpatient stays"
+    # nothing resolves: the model's words go to the tool unchanged (it then says nothing matched)
+    assert choose_what("smallpox jab", "How many patients had a smallpox jab?", resolves) == "smallpox jab"
+
+
+def test_compose_takes_the_last_answer_line_whose_count_ran():
+    t1 = ("cohort_count 'vaccine' -> matched Td\nAnswer: 12 patients in 2013 "
+          "[patients:Immunization?date=2013&vaccine-code=cvx|113].")
+    t2 = ("cohort_count 'meningitis vaccine' -> matched meningococcal MCV4P\nAnswer: 4 patients in 2013 "
+          "[patients:Immunization?date=2013&vaccine-code=cvx|114].")
+    ran = ["patients:Immunization?date=2013&vaccine-code=cvx|113", "patients:Immunization?date=2013&vaccine-code=cvx|114"]
+    assert compose_answer([t1, t2], ran) == ("4 patients in 2013 [patients:Immunization?date=2013&vaccine-code=cvx|114].")
+    # a line whose count did not run in this question is never used
+    assert compose_answer([t1, t2], ran[:1]) == ("12 patients in 2013 [patients:Immunization?date=2013&vaccine-code=cvx|113].")
+    assert compose_answer(["no answer here"], ran) is None
