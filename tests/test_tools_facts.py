@@ -67,6 +67,16 @@ def test_resolve_drops_a_name_that_holds_fewer_of_the_words():
     assert {m.concept.display for m in vocab.resolve("sinusitis", cs)} == set(names[:3])
 
 
+def test_resolve_prefix_tolerance_allows_short_endings_only():
+    colon = vocab.Concept("Condition", "sct|1", "Polyp of colon", {"1"}, ["Condition/1"])
+    scope = vocab.Concept("Procedure", "sct|2", "Colonoscopy", {"2"}, ["Procedure/2"])
+    asthma = vocab.Concept("Condition", "sct|3", "Asthma", {"3"}, ["Condition/3"])
+    assert vocab.resolve("colonoscopy", [colon]) == []
+    assert vocab.resolve("colonoscopy", [colon, scope])[0].concept is scope
+    assert vocab.resolve("asthmatic", [asthma])[0].concept is asthma
+    assert vocab.resolve("hypertens", [vocab.Concept("Condition", "sct|4", "Hypertension", {"4"}, ["C/4"])])
+
+
 # ---- lookup on the fixtures ---------------------------------------------------------------------
 
 

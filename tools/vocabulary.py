@@ -444,9 +444,11 @@ def score_concept(query: str, concept: Concept, *, phrases=None, stems: set[str]
         return None
     dstems = {stem(w) for w in words(concept.display)}
     common = stems & dstems
-    # Prefix tolerance for short forms people type ("hypertens", "vit d").
+    # Prefix tolerance for short forms people type ("hypertens", "vit d"), and for a name's word with a short
+    # ending added ("asthmatic" ~ "asthma"); a longer word is another word ("colonoscopy" is not "colon").
     for s in stems - common:
-        if len(s) >= 5 and any(d.startswith(s) or s.startswith(d) for d in dstems if len(d) >= 5):
+        if len(s) >= 5 and any(d.startswith(s) or (s.startswith(d) and len(s) - len(d) <= 3)
+                               for d in dstems if len(d) >= 5):
             common = common | {s}
     if not common:
         return None
