@@ -21,42 +21,6 @@ from collections.abc import Callable, Iterable
 
 from ehr_agent.tools import vocabulary as vocab
 
-# Grammar and counting words end a noun phrase; kind words ("vaccine", "shot", "allergic") do not, because
-# they belong to the name ("meningitis vaccine", "allergic rhinitis"). Kept apart from the vocabulary's
-# filler list, which drops kind words on purpose.
-_STOP = frozenset("""
-a an the of in on at for to by from with without and or as into during since before after between until
-how many much number count total what which who whom that this these those there here ever any all every
-is are was were be been being has have had having do does did done get got gets given received receive
-patient patients people persons person individuals individual women woman men man female females male males
-children child kids kid adults adult different distinct unique separate everyone everybody anyone across among
-data record records recorded chart database diagnosed diagnosis history year years time times spent
-their his her its they them he she it we our us you your
-""".split())
-
-_SEGMENTS = re.compile(r"[^\w\s'-]+")
-
-
-def noun_phrases(question: str) -> list[list[str]]:
-    """The question's runs of words that are not grammar or counting words (numbers dropped), in order.
-
-    Punctuation ends a run: "thin bones (osteoporosis)" gives ``["thin", "bones"]`` and ``["osteoporosis"]``."""
-    runs: list[list[str]] = []
-    for segment in _SEGMENTS.split(question.lower()):
-        run: list[str] = []
-        for w in vocab.words(segment):
-            if len(w) == 1 and run:
-                run.append(w)  # a letter after a word is part of the name ("hepatitis a", "vitamin d")
-            elif w in _STOP or re.fullmatch(r"[\d-]+", w):
-                if run:
-                    runs.append(run)
-                run = []
-            else:
-                run.append(w)
-        if run:
-            runs.append(run)
-    return runs
-
 
 def choose_what(model_what: str, question: str, resolves: Callable[[str], bool]) -> str:
     """The ``what`` to count: the question's noun phrase that holds every word of the model's ``what`` (a
@@ -64,7 +28,7 @@ def choose_what(model_what: str, question: str, resolves: Callable[[str], bool])
     store; else the model's own words, if they do; else the first phrase of the question that does, longest
     first; else the model's words unchanged (the tool then says that nothing matched)."""
     mine = vocab.words(model_what)
-    runs = noun_phrases(question)
+    runs = vocab.noun_phrases(question)
     if mine:
         for run in runs:
             if all(any(m in w for w in run) for m in mine):
@@ -95,4 +59,4 @@ def compose_answer(tool_texts: Iterable[str], ran: Iterable[str]) -> str | None:
     return None
 
 
-__all__ = ["choose_what", "compose_answer", "noun_phrases"]
+__all__ = ["choose_what", "compose_answer"]

@@ -1,6 +1,7 @@
 """choose_what and compose_answer (agent/cohort_answer.py): pure functions, no store or model."""
 
-from ehr_agent.agent.cohort_answer import choose_what, compose_answer, noun_phrases
+from ehr_agent.agent.cohort_answer import choose_what, compose_answer
+from ehr_agent.tools.vocabulary import noun_phrases
 
 KNOWN = {"meningitis vaccine", "prediabetes", "chronic sinusitis", "osteoporosis", "flu shot", "htn",
          "hepatitis a vaccine", "inpatient stays", "diabetes", "vaccine"}

@@ -77,6 +77,16 @@ def test_resolve_prefix_tolerance_allows_short_endings_only():
     assert vocab.resolve("hypertens", [vocab.Concept("Condition", "sct|4", "Hypertension", {"4"}, ["C/4"])])
 
 
+def test_resolve_phrases_finds_the_name_among_other_words_but_only_when_the_whole_names_nothing():
+    asthma = vocab.Concept("Condition", "sct|1", "Childhood asthma", {"1"}, ["Condition/1"])
+    polyp = vocab.Concept("Condition", "sct|2", "Polyp of colon", {"2"}, ["Condition/2"])
+    assert vocab.resolve("how old was the little guy when they diagnosed his asthma", [asthma]) == []
+    got = vocab.resolve_phrases("how old was the little guy when they diagnosed his asthma", [asthma])
+    assert [m.concept for m in got] == [asthma]
+    # one phrase only: nothing to fall back to, so an absent thing stays absent
+    assert vocab.resolve_phrases("kidney stones", [asthma, polyp]) == []
+
+
 # ---- lookup on the fixtures ---------------------------------------------------------------------
 
 

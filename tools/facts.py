@@ -299,7 +299,7 @@ class Lookup:
                 res = [r for t in ts for r in self.s.of_type(t)]
                 res.sort(key=lambda r: self.s.row(r).date or "", reverse=True)
                 return [vocab.Match(c, 1.0, f"every {kind} record") for c in concepts], res, kind
-            matches = vocab.resolve(a.what, concepts)
+            matches = (vocab.resolve(a.what, concepts) if a.op == "exists" else vocab.resolve_phrases(a.what, concepts))
             if matches:
                 # A measurement is one series; other kinds take every concept the words name (all flu vaccines).
                 top = matches[0]

@@ -505,6 +505,61 @@ def resolve(query: str, concepts: Iterable[Concept], *, single: bool = False) ->
     return [m for m in kept if not any(m.covered < o.covered for o in kept if m.covered)]
 
 
+# Grammar and counting words end a noun phrase; kind words ("vaccine", "shot", "allergic") do not, because
+# they belong to the name ("meningitis vaccine", "allergic rhinitis"). Kept apart from the vocabulary's
+# filler list, which drops kind words on purpose.
+_PHRASE_STOP = frozenset("""
+a an the of in on at for to by from with without and or as into during since before after between until
+how many much number count total what which who whom that this these those there here ever any all every
+is are was were be been being has have had having do does did done get got gets given received receive
+patient patients people persons person individuals individual women woman men man female females male males
+children child kids kid adults adult different distinct unique separate everyone everybody anyone across among
+data record records recorded chart database diagnosed diagnosis history year years time times spent
+their his her its they them he she it we our us you your
+""".split())
+
+_PHRASE_BREAKS = re.compile(r"[^\w\s'-]+")
+
+
+def noun_phrases(text: str) -> list[list[str]]:
+    """The runs of words that are not grammar or counting words (numbers dropped), in order.
+
+    Punctuation ends a run: "thin bones (osteoporosis)" gives ``["thin", "bones"]`` and ``["osteoporosis"]``."""
+    runs: list[list[str]] = []
+    for segment in _PHRASE_BREAKS.split(text.lower()):
+        run: list[str] = []
+        for w in words(segment):
+            if len(w) == 1 and run:
+                run.append(w)  # a letter after a word is part of the name ("hepatitis a", "vitamin d")
+            elif w in _PHRASE_STOP or re.fullmatch(r"[\d-]+", w):
+                if run:
+                    runs.append(run)
+                run = []
+            else:
+                run.append(w)
+        if run:
+            runs.append(run)
+    return runs
+
+
+def resolve_phrases(query: str, concepts: Iterable[Concept], *, single: bool = False) -> list[Match]:
+    """:func:`resolve` on the whole ``query``; when that names nothing, on each of its noun phrases, longest
+    first, so words around the name ("the little guy's asthma") do not hide it. Not for yes/no questions:
+    there a part of the words ("colon" of "cancer of the colon") may name something the whole does not."""
+    concepts = list(concepts)
+    found = resolve(query, concepts, single=single)
+    if found:
+        return found
+    runs = noun_phrases(query)
+    if len(runs) < 2:
+        return []
+    for run in sorted(runs, key=len, reverse=True):
+        found = resolve(" ".join(run), concepts, single=single)
+        if found:
+            return found
+    return []
+
+
 # Topics that clinical notes write about in other words than people ask with ("how far did he get in
 # school" -> the note says "has completed some college courses"): added to a free-text search's words.
 NOTE_TOPICS: dict[str, str] = {
