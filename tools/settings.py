@@ -229,8 +229,13 @@ def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, dict
         elif name in known:
             section, field = known[name]
         else:
-            close = difflib.get_close_matches(name, list(known) + list(RENAMED), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            # Compared without the shared prefix, which would make every name look close.
+            names = [n[len(ENV_PREFIX):] for n in (*known, *RENAMED)]
+            close = difflib.get_close_matches(name[len(ENV_PREFIX):], names, n=1, cutoff=0.6)
+            suggestion = ENV_PREFIX + close[0] if close else ""
+            if suggestion in RENAMED:  # point at the name that will keep working
+                suggestion = flat_name(RENAMED[suggestion].section, RENAMED[suggestion].field)
+            hint = f"; did you mean {suggestion}?" if suggestion else ""
             raise SettingsError(f"unknown setting {key}{hint} (every setting: {DOCS_PAGE} or `ehr-agent settings`)")
         slot = out.setdefault(section, {})
         if field in slot:
