@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import os
 import sys
@@ -176,8 +177,13 @@ def nested_name(section: str, field: str) -> str:
     return f"{ENV_PREFIX}{section.upper()}{NESTED_DELIMITER}{field.upper()}"
 
 
+@functools.cache
 def known_names() -> dict[str, tuple[str, str]]:
-    """Every accepted variable name (flat and nested; not the renamed ones) -> (section, field)."""
+    """Every accepted variable name (flat and nested; not the renamed ones) -> (section, field).
+
+    Cached: the sections are fixed once this module is imported, and every section built reads the
+    environment through this table. Callers must not mutate the result.
+    """
     names: dict[str, tuple[str, str]] = {}
     for section, cls in _sections().items():
         for field in cls.model_fields:
