@@ -112,7 +112,7 @@ def _extra(*, env: str | None = None, doc_default: str | None = None, secret: bo
 
 @dataclass(frozen=True)
 class Renamed:
-    """A variable renamed in 0.2: still read (with a FutureWarning) until ``until``."""
+    """A renamed variable: still read, with a FutureWarning naming its successor, until version ``until``."""
 
     old: str
     section: str
@@ -278,13 +278,12 @@ def _explain(exc: ValidationError, section: str | None, given: Mapping[str, Any]
     except SettingsError as unknown:
         return unknown
     for error in exc.errors():
-        loc = [str(p) for p in error["loc"]]
-        where, field = (section, loc[0] if loc else "") if section else (loc[0] if loc else "", loc[1] if len(loc) > 1 else "")
-        if section and field in given:
+        # A section's errors are located (field, ...); the root's (section, field, ...).
+        loc = [str(part) for part in error["loc"]] + ["", ""]
+        where, field = (section, loc[0]) if section else (loc[0], loc[1])
+        if (field if section else where) in given:
             continue
-        if not section and where in given:
-            continue
-        if where in env and field in env[where]:
+        if field in env.get(where, {}):
             name, value = env[where][field]
             return SettingsError(f"{name}={value!r}: {error['msg']}")
     return None
