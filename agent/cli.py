@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "ehr_agent.agent.cohort_cli",
     "ehr_agent.agent.eval.cli",
     "ehr_agent.agent.mcp_server",
+    "ehr_agent.tools.settings",
 )
 
 
@@ -36,12 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ehr-agent`` console script; returns the process exit code."""
     from ehr_agent.agent.models.base import ModelError
+    from ehr_agent.tools.settings import SettingsError, load_settings
     from ehr_agent.tools.store.base import StoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        load_settings()  # a misspelt EHR_AGENT_* variable stops every command before it does any work
         rc = args.func(args)
+    except SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except StoreError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 2

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import re
 import sys
 import threading
@@ -107,11 +106,9 @@ def default_audit_path() -> Path:
     A state directory, not the working directory: MCP clients start stdio servers from wherever they
     like, and the store directory is the FHIR data, which the agent never writes to.
     """
-    env = os.environ.get(AUDIT_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "ehr-agent" / "mcp-audit.jsonl"
+    from ehr_agent.tools.settings import MCPSettings
+
+    return Path(MCPSettings().audit_log).expanduser()
 
 
 class AuditLog:

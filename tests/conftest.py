@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from ehr_agent.tools.settings import TestSettings
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fhir_fixtures"
-SHARED = Path(os.environ.get("EHR_AGENT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# $EHR_AGENT_SHARED_DATA (a documented setting, docs/settings.md), else ../shared/data beside the repo.
+SHARED = Path(TestSettings().shared_data or ROOT.parent / "shared" / "data")
 BLAZE = SHARED / "synthea-blaze-120"
 SMART = SHARED / "synthea-smart-75"
 SPEZI = SHARED / "synthea-spezi-8"

@@ -21,11 +21,12 @@ import httpx
 import pytest
 
 from ehr_agent.tools.store.base import NotFound, SearchError
+from ehr_agent.tools.settings import TestSettings
 from ehr_agent.tools.store.rest import RESTStore
 
 ROOT = Path(__file__).resolve().parents[1]
 # Same location rule as conftest.py: ../shared/data beside the repo, or $EHR_AGENT_SHARED_DATA.
-SMART = Path(os.environ.get("EHR_AGENT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "synthea-smart-75"
+SMART = Path(TestSettings().shared_data or ROOT.parent / "shared" / "data") / "synthea-smart-75"
 # Three of the smallest smart-75 patients (264 resources): small enough to load in a second or two.
 PATIENT_FILES = (
     "Ned_Hintz_e4b9259d-0f54-48d1-a35d-b526729a4dfe.json",

@@ -167,7 +167,7 @@ def test_store_without_directory_uses_configured_cache_dir(tmp_path):
 
     store = MemoryStore.from_files([FIXTURES / "alice-moreau.json"])
     store.base_url = "http://fhir.example.org/R4"
-    index = HybridIndex(store, None, RetrievalSettings(cache_dir=str(tmp_path / "cache")), dense=False)
+    index = HybridIndex(store, None, RetrievalSettings(index_cache_dir=str(tmp_path / "cache")), dense=False)
     index.ensure_patient(ALICE)
     assert index.dir.parent == tmp_path / "cache"
     assert "fhir.example.org" in index.dir.name

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 from ehr_agent.agent.models import weights
 from ehr_agent.agent.models.base import ChatModel, ModelError
 from ehr_agent.agent.models.spec import ModelSettings, ModelSpec
+from ehr_agent.tools.settings import AgentSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _fill(opts: dict[str, Any], settings: ModelSettings, names: list[str]) -> di
 
 def resolve_spec(spec: str | None = None) -> str:
     """The spec a model is built from: ``spec``, else ``$EHR_AGENT_MODEL``, else ``embedded``."""
-    return spec or os.environ.get("EHR_AGENT_MODEL") or "embedded"
+    return spec or AgentSettings().model
 
 
 def make_model(spec: str | None = None, settings: Any = None) -> ChatModel:

@@ -6,47 +6,16 @@ option (``timeout=60``), a part without is the model name. ``embedded`` alone is
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+# The settings a spec does not carry are the ``model`` section of the settings root.
+from ehr_agent.tools.settings import ModelSettings
+
+__all__ = ["KINDS", "ModelSettings", "ModelSpec"]
+
 KINDS = ("openai", "transformers", "embedded", "llamacpp", "scripted")
-
-
-class ModelSettings(BaseModel):
-    """Settings a spec does not carry (or overrides it with); every field may come from the env."""
-
-    model_name: str | None = Field(None, description="model name sent to an OpenAI-compatible server")
-    api_key: str | None = Field(None, description="bearer token for the server")
-    tool_mode: str | None = None
-    timeout: float | None = None
-    retries: int | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    n_ctx: int | None = None
-    n_threads: int | None = None
-
-    @classmethod
-    def from_env(cls) -> ModelSettings:
-        """``EHR_AGENT_MODEL_NAME``, ``EHR_AGENT_API_KEY``, ``EHR_AGENT_TOOL_MODE``, ..."""
-        env = {f: os.environ.get(f"EHR_AGENT_{f.upper()}") for f in cls.model_fields}
-        return cls(**{k: v for k, v in env.items() if v not in (None, "")})
-
-    @classmethod
-    def coerce(cls, settings: Any) -> ModelSettings:
-        """Settings from None (env only), a mapping, or any object with matching attributes
-        (e.g. the graph's configuration); explicit values win over the env."""
-        base = cls.from_env()
-        if settings is None:
-            return base
-        if isinstance(settings, ModelSettings):
-            given = settings.model_dump(exclude_none=True)
-        elif isinstance(settings, dict):
-            given = {k: v for k, v in settings.items() if k in cls.model_fields and v is not None}
-        else:
-            given = {f: getattr(settings, f) for f in cls.model_fields if getattr(settings, f, None) is not None}
-        return cls(**{**base.model_dump(exclude_none=True), **given})
 
 
 class ModelSpec(BaseModel):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from ehr_agent.tools.settings import ModelSettings
+
 GGUF_MAGIC = b"GGUF"
 
 
@@ -54,9 +56,9 @@ class WeightsUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """Where assembled models live: ``$EHR_AGENT_CACHE`` or ``~/.cache/ehr-agent``, plus ``/models``."""
-    base = os.environ.get("EHR_AGENT_CACHE") or Path.home() / ".cache" / "ehr-agent"
-    return Path(base) / "models"
+    """Where assembled models live: ``$EHR_AGENT_WEIGHTS_DIR``, else ``~/.cache/ehr-agent/models``
+    (the renamed ``$EHR_AGENT_CACHE`` still works until 0.3, as ``$EHR_AGENT_CACHE/models``)."""
+    return Path(ModelSettings().weights_dir).expanduser()
 
 
 def resolve_key(name: str) -> EmbeddedModelInfo:

@@ -11,19 +11,18 @@ range filters), code.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ehr_agent.tools.settings import offline_libraries
+
 from .errors import ModelUnavailable, RetrievalError
 from .projections import Row
 
 # Set before sentence-transformers/transformers import anything: no hub traffic, ever.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+offline_libraries()
 
 _MODELS: dict[str, object] = {}
 

@@ -173,7 +173,7 @@ class HybridIndex:
     """Dense + lexical index over projected rows, one patient at a time.
 
     ``store_dir`` is where the index lives (``DIR/lexical.sqlite``, ``DIR/chroma``); ``None`` uses
-    ``settings.cache_dir/<store base URL>`` (for REST stores).  ``dense=False`` builds a lexical-only
+    ``settings.index_cache_dir/<store base URL>`` (for REST stores).  ``dense=False`` builds a lexical-only
     index (no model is loaded), for baselines and machines without the model.
 
     A patient indexed completely is recorded with its *data version* (resources in its compartment and
@@ -188,7 +188,7 @@ class HybridIndex:
         self.settings = settings or RetrievalSettings()
         if store_dir is None:
             slug = re.sub(r"[^A-Za-z0-9._-]+", "_", getattr(store, "base_url", "store"))[:100]
-            store_dir = Path(self.settings.cache_dir) / slug
+            store_dir = Path(self.settings.index_cache_dir) / slug
         self.dir = Path(store_dir)
         self.lexical = LexicalIndex(self.dir / "lexical.sqlite")
         self._dense = None

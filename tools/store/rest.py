@@ -12,7 +12,6 @@ host, the last status and the number of attempts.  A rejected search (400/422) b
 from __future__ import annotations
 
 import email.utils
-import os
 import re
 import shlex
 import subprocess
@@ -278,11 +277,15 @@ def _typed_patient_refs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _token_from_environment() -> TokenLike:
-    if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV]
-    command = os.environ.get(TOKEN_COMMAND_ENV)
-    if command:
-        return CommandToken(command)
+    """``$EHR_AGENT_FHIR_TOKEN``, else a refresher running ``$EHR_AGENT_FHIR_TOKEN_COMMAND``, else None."""
+    # The settings root imports nothing from the project, so the store layer may read it.
+    from ehr_agent.tools.settings import RestSettings
+
+    settings = RestSettings()
+    if settings.fhir_token:
+        return settings.fhir_token
+    if settings.fhir_token_command:
+        return CommandToken(settings.fhir_token_command)
     return None
 
 
