@@ -40,7 +40,10 @@ def call_for(task: dict) -> dict | None:
     years = re.findall(r"\b(19\d\d|20\d\d)\b", q)
     if op == "on_date":
         days = sorted(d for d in extract_values(q)[0] if len(d) == 10)
-        args["date"] = days[0] if days else None
+        # else the date as the question writes it ("Dec 30 2016", "October 2019"), which a model copies
+        written = re.search(r"\b(?:[A-Z][a-z]{2,8}\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4}|\d{1,2}\s+[A-Z][a-z]{2,8}\s+\d{4}|"
+                            r"[A-Z][a-z]{2,8}\.?\s+\d{4})\b", q)
+        args["date"] = days[0] if days else (written.group(0) if written else None)
     if op == "change" and len(years) >= 2:
         args["start"], args["end"] = min(years), max(years)
     if op == "count" and years:

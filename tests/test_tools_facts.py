@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ALICE, BOB
 from ehr_agent.tools import vocabulary as vocab
-from ehr_agent.tools.facts import LookupArgs, age_between
+from ehr_agent.tools.facts import LookupArgs, age_between, iso_date
 from ehr_agent.tools.patient_tools import PatientSession
 
 
@@ -223,3 +223,20 @@ def test_numbers_inside_a_name_are_not_codes():
     ipv = vocab.Concept("Immunization", "cvx|10", "IPV", {"10"}, ["I/1"])
     got = vocab.resolve("Pain severity - 0-10 verbal numeric rating [Score] - Reported", [ipv, pain])
     assert [m.concept for m in got] == [pain]
+
+
+@pytest.mark.parametrize("text,iso", [
+    ("Dec 30 2016", "2016-12-30"), ("30 December 2016", "2016-12-30"), ("December 30th, 2016", "2016-12-30"),
+    ("October 2019", "2019-10"), ("Oct. 2019", "2019-10"), ("12/30/2016", "2016-12-30"),
+    ("2019-10", "2019-10"), ("2016-12-30", "2016-12-30"), ("yesterday", "yesterday"), (None, None),
+])
+def test_iso_date_reads_dates_written_in_words(text, iso):
+    assert iso_date(text) == iso
+
+
+def test_on_date_finds_the_reading_of_a_day_written_in_words(fixture_store):
+    s = PatientSession(fixture_store, ALICE)
+    out = s.call("lookup", {"op": "on_date", "what": "A1c", "date": "October 3, 2023"}).text
+    assert "6.5" in out and "2023-10-03" in out
+    out = s.call("lookup", {"op": "on_date", "what": "A1c", "date": "Oct 2023"}).text
+    assert "6.5" in out

@@ -20,13 +20,45 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.retrieval.projections import Row, concept_display, render_quantity
 
 Op = Literal["latest", "first", "on_date", "count", "change", "exists", "active_on", "list", "age_at", "ended", "all"]
 Kind = Literal["lab", "condition", "medication", "vaccine", "procedure", "visit", "allergy", "careplan", "any"]
+
+
+_MONTHS = {m: i for i, names in enumerate((
+    ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",), ("jun", "june"),
+    ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
+    ("dec", "december")), start=1) for m in names}
+_MONTH = r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+
+
+def iso_date(text: str | None) -> str | None:
+    """``text`` as an ISO date prefix (``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY``) when it is a date written another
+    way ("Dec 30 2016", "30 December 2016", "October 2019", "12/30/2016"); anything else unchanged.
+
+    Models copy dates as the question writes them, and a day written in words must still find its reading."""
+    if not text:
+        return text
+    t = text.strip().lower().replace(",", " ")
+    if re.fullmatch(r"\d{4}(-\d{2}(-\d{2})?)?(t.*)?", t):
+        return text.strip()
+    m = (re.fullmatch(rf"{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?\s+(\d{{4}})", t)
+         or re.fullmatch(rf"(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\s+(\d{{4}})", t))
+    if m:
+        a, b, year = m.groups()
+        month, day = (a, b) if not a.isdigit() else (b, a)
+        return f"{year}-{_MONTHS[month.rstrip('.')]:02d}-{int(day):02d}"
+    m = re.fullmatch(rf"{_MONTH}\s+(?:of\s+)?(\d{{4}})", t)
+    if m:
+        return f"{m.group(2)}-{_MONTHS[m.group(1).rstrip('.')]:02d}"
+    m = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", t)  # US order, as Synthea's people would write it
+    if m:
+        return f"{m.group(3)}-{int(m.group(1)):02d}-{int(m.group(2)):02d}"
+    return text
 
 
 class LookupArgs(BaseModel):
@@ -38,6 +70,11 @@ class LookupArgs(BaseModel):
     date: str | None = Field(None, description="YYYY-MM-DD (on_date, active_on)")
     start: str | None = Field(None, description="YYYY[-MM[-DD]]")
     end: str | None = Field(None, description="YYYY[-MM[-DD]]")
+
+    @field_validator("date", "start", "end")
+    @classmethod
+    def _iso(cls, v: str | None) -> str | None:
+        return iso_date(v)
 
 
 class FactSession(Protocol):
