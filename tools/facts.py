@@ -61,6 +61,22 @@ def iso_date(text: str | None) -> str | None:
     return text
 
 
+_WRITTEN = re.compile(
+    rf"\b(\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{4}}|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|"
+    rf"\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\s+\d{{4}}|{_MONTH}\s+(?:of\s+)?\d{{4}}|\d{{4}}-\d{{2}})\b", re.I)
+
+
+def written_dates(text: str) -> list[str]:
+    """The days and months ``text`` states, however written, as ISO prefixes in order (years alone are not
+    dates here: "in 2016" is a period)."""
+    out: list[str] = []
+    for m in _WRITTEN.finditer(text or ""):
+        iso = iso_date(m.group(1))
+        if iso and re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", iso) and iso not in out:
+            out.append(iso)
+    return out
+
+
 class LookupArgs(BaseModel):
     """Arguments of ``lookup`` (descriptions are short: they cost prompt tokens on every question)."""
 

@@ -1,0 +1,66 @@
+"""Hold the model's tool arguments to what the question says, before the tools run.
+
+A small model picks the right tool and mostly the right words, but drops or adds what the question states
+plainly: it asks for the ``latest`` reading when the question names a day ("at the Dec 30 2016 visit"), adds
+a year to an "ever" question, counts stays when asked how many women, shortens the thing counted. Each rule
+here reads only the question's own words and changes an argument only when the question settles it, so a
+right call passes unchanged. The graph logs the call as run (after alignment).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from ehr_agent.agent.cohort_answer import choose_what
+from ehr_agent.tools.facts import written_dates
+
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+_RANGE_WORDS = re.compile(r"\b(since|between|from|after|before|until|through|over|during the|trend|rise|fall|"
+                          r"up or down|change|changed|compare|comparing|moved)\b", re.I)
+_PERIODISH = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(since|before|after|between|during|year|month)\b", re.I)
+_WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|persons|individuals|women|men|"
+                  r"children|kids|females|males)\b", re.I)
+
+
+def align_lookup_args(args: dict, question: str) -> dict:
+    """``lookup`` arguments with the day the question names: ``latest``/``first`` asked about one stated day
+    (and no range) become ``on_date`` that day; ``on_date`` without a date takes the question's."""
+    out = dict(args)
+    op = out.get("op")
+    days = written_dates(question)
+    if len(days) == 1 and not _RANGE_WORDS.search(question) and len(days[0]) >= 7:
+        if op in ("latest", "first") or (op == "on_date" and not out.get("date")):
+            out["op"], out["date"] = "on_date", days[0]
+            out.pop("start", None)
+            out.pop("end", None)
+    return out
+
+
+def align_count_args(args: dict, question: str, resolves: Callable[[str], bool] | None = None) -> dict:
+    """``cohort_count`` arguments with no period the question does not name, counting patients when the
+    question asks how many patients (people, women...), and ``what`` held to the question's phrase
+    (:func:`~ehr_agent.agent.cohort_answer.choose_what`) when ``resolves`` can tell what the store names."""
+    out = dict(args)
+    if question and not _PERIODISH.search(question):
+        out.pop("start", None)
+        out.pop("end", None)
+    if question and _WHO.search(question):
+        out["count"] = "patients"
+    if resolves is not None and question and isinstance(out.get("what"), str):
+        out["what"] = choose_what(out["what"], question, resolves)
+    return out
+
+
+def align_call(name: str, args: dict, question: str, resolves: Callable[[str], bool] | None = None) -> dict:
+    """The arguments of one tool call after the rules for its tool (others unchanged)."""
+    if not isinstance(args, dict) or not question:
+        return args
+    if name == "lookup":
+        return align_lookup_args(args, question)
+    if name == "cohort_count":
+        return align_count_args(args, question, resolves)
+    return args
+
+
+__all__ = ["align_call", "align_count_args", "align_lookup_args"]
