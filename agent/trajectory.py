@@ -34,27 +34,24 @@ def trajectory_from_state(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     messages = [_normal(m) for m in state.get("messages") or []]
     log = [dict(e) for e in state.get("tool_log") or []]
     run_log = [e for e in log if not e.get("prefetch")]
-    history = len((state.get("history") or [])[-4:])
+    asked = _question_index(messages, str(state.get("question") or "").strip(), len((state.get("history") or [])[-4:]))
     out: list[dict[str, Any]] = []
     calls: dict[str, dict[str, Any]] = {}
-    step = tool_i = seen = 0
-    for m in messages:
+    step = tool_i = 0
+    for i, m in enumerate(messages):
         role = m["role"]
         if role == "system":
             out.append({"type": "system", **capped(m["content"], SYSTEM_CAP)})
-            continue
-        # History turns of the thread come first, then the question (see the graph's first node).
-        index, seen = seen, seen + 1
-        if role == "user":
-            kind = "history" if index < 2 * history else "question" if index == 2 * history else _feedback_kind(
-                m["content"])
+        elif asked is not None and i < asked:
+            # Earlier turns of the thread: their own records hold their tool calls.
+            if role in ("user", "assistant"):
+                out.append({"type": "user" if role == "user" else "model", "kind": "history", **capped(m["content"])})
+        elif role == "user":
+            kind = "question" if i == asked else _feedback_kind(m["content"])
             out.append({"type": "user", "kind": kind, **capped(m["content"])})
             if kind == "question":  # rows a search put in the first prompt came with the question
                 out += [{"type": "tool", **_tool_entry(e)} for e in log if e.get("prefetch")]
         elif role == "assistant":
-            if index < 2 * history:
-                out.append({"type": "model", "kind": "history", **capped(m["content"])})
-                continue
             step += 1
             item: dict[str, Any] = {"type": "model", "step": step, **capped(m["content"])}
             if m["tool_calls"]:
@@ -65,6 +62,7 @@ def trajectory_from_state(state: Mapping[str, Any]) -> list[dict[str, Any]]:
         elif role == "tool":
             call = calls.get(m["tool_call_id"] or "", {})
             name = m["name"] or call.get("name")
+            # The tool log holds the same calls in the same order, with rows, refusal and time.
             entry = run_log[tool_i] if tool_i < len(run_log) and run_log[tool_i].get("name") == name else None
             tool_i += entry is not None
             item = {"type": "tool", "name": name, "arguments": call.get("arguments", (entry or {}).get("arguments"))}
@@ -79,6 +77,17 @@ def trajectory_from_state(state: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "unsupported_reasons": list(report.get("unsupported_reasons") or []),
                     "repairs": int(state.get("repairs") or 0)})
     return out
+
+
+def _question_index(messages: list[dict[str, Any]], question: str, history: int) -> int | None:
+    """Index of this question's prompt: the last user message holding the question's words (a thread may keep
+    earlier questions' messages), else the one after the ``history`` earlier turns the first node puts first."""
+    if question:
+        hits = [i for i, m in enumerate(messages) if m["role"] == "user" and question in m["content"]]
+        if hits:
+            return hits[-1]
+    users = [i for i, m in enumerate(messages) if m["role"] != "system"]
+    return users[2 * history] if len(users) > 2 * history and messages[users[2 * history]]["role"] == "user" else None
 
 
 def capped(text: Any, limit: int = TEXT_CAP) -> dict[str, Any]:

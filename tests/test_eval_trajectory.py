@@ -104,3 +104,21 @@ def test_prefetch_follows_the_question_and_odd_messages_do_not_raise():
     assert odd[0] == {"type": "model", "step": 1, "text": "hi"}  # LangChain content blocks, flattened
     assert odd[1]["type"] == "tool" and odd[1]["text"] == ""
     assert trajectory_from_state({}) == []
+
+
+def test_earlier_questions_of_a_thread_stay_history():
+    """A thread whose state keeps every earlier message (LangChain's add_messages): only the turns after this
+    question's prompt count as steps, and earlier tool results are left to their own records."""
+    earlier = [HumanMessage("Question: first question?"),
+               AIMessage("", tool_calls=[{"id": "c0", "name": "records", "args": {"kind": "encounters"}}]),
+               ToolMessage("old rows", tool_call_id="c0", name="records"), AIMessage("first answer")]
+    msgs = [SystemMessage("S")] + earlier + _langchain()[3:]
+    state = _state(msgs) | {"question": "latest HbA1c?", "history": [{"question": "first question?",
+                                                                      "answer": "first answer"}]}
+    t = trajectory_from_state(state)
+    assert [i["text"] for i in t if i.get("kind") == "history"] == ["Question: first question?", "", "first answer"]
+    assert "old rows" not in str(t)
+    assert [i["step"] for i in t if "step" in i] == [1, 2, 3]
+    (q,) = [i for i in t if i.get("kind") == "question"]
+    assert q["text"] == "Question: latest HbA1c?"
+    assert _without_tokens(t[4:]) == trajectory_from_state(_state(_dicts()))[3:]  # from the question on
