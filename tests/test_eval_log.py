@@ -240,3 +240,15 @@ def test_old_results_file_resumes(tmp_path):
     assert summary.skipped == 3 and summary.ran == 1
     assert read_header(out).solver == "gold"
     assert [r.task_id for r in read_results(out)][-1] == "extra-task" and len(read_results(out)) == 4
+
+
+def test_header_masks_secrets(monkeypatch):
+    from ehr_agent.agent.eval.runlog import settings_dict
+
+    monkeypatch.setenv("EHR_AGENT_API_KEY", "sk-not-for-logs")
+    h = make_header(solver="agent", model_spec="openai:http://127.0.0.1:9/v1#m&temperature=0",
+                    settings={"answer_max_tokens": 300, "model": {"api_key": "sk-2", "n_ctx": 4096}})
+    assert "sk-" not in h.model_dump_json()
+    assert h.backend_options["env"]["api_key"] == "***" and h.backend_options["options"] == {"temperature": "0"}
+    assert h.settings == {"answer_max_tokens": 300, "model": {"api_key": "***", "n_ctx": 4096}}
+    assert settings_dict(None) == {}

@@ -125,7 +125,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def backend_options(spec: str) -> dict[str, Any]:
-    """The spec parsed and the model settings from the environment (API keys left out), for the header."""
+    """The spec parsed and the model settings from the environment (secrets masked), for the header."""
     if not spec:
         return {}
     try:
@@ -135,18 +135,29 @@ def backend_options(spec: str) -> dict[str, Any]:
         env = ModelSettings.coerce(None).model_dump(exclude_none=True)
     except Exception as e:  # noqa: BLE001 - a header must never stop a run; say what went wrong instead
         return {"error": f"{type(e).__name__}: {e}"}
-    env.pop("api_key", None)
     return {"kind": parsed.kind, "target": parsed.target, "model_name": parsed.model_name,
-            "options": dict(parsed.options), "env": env}
+            "options": _redact(dict(parsed.options)), "env": _redact(env)}
+
+
+_SECRET = ("api_key", "apikey", "_token", "secret", "password")
 
 
 def settings_dict(settings: Any) -> dict[str, Any]:
-    """A settings object (pydantic model) as a JSON-able dict; ``{}`` for None."""
+    """A settings object (pydantic model) as a JSON-able dict, secrets (API keys, tokens) replaced by
+    ``"***"`` when set; ``{}`` for None."""
     if settings is None:
         return {}
-    if hasattr(settings, "model_dump"):
-        return json.loads(settings.model_dump_json())
-    return dict(settings)
+    data = json.loads(settings.model_dump_json()) if hasattr(settings, "model_dump_json") else dict(settings)
+    return _redact(data)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if v and (str(k).lower() == "token" or str(k).lower().endswith(_SECRET)) else _redact(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
 
 
 def make_header(*, solver: str, model: str = "", model_spec: str = "", settings: Any = None,
