@@ -28,6 +28,7 @@ from ehr_agent.agent.configuration import AgentSettings
 from ehr_agent.agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError
 from ehr_agent.agent.schema import AnswerResult
 from ehr_agent.agent.state import AgentState
+from ehr_agent.agent.trajectory import trajectory_from_state
 from ehr_agent.tools.patient_tools import PatientSession
 from ehr_agent.tools.store.base import FHIRStore, StoreError
 
@@ -312,6 +313,7 @@ class AgentNodes:
             tool_calls=list(state.get("tool_log") or []),
             evidence_refs=list((state.get("evidence") or {}).keys()),
             computed=[str(c) for c in state.get("computed") or []],
+            trajectory=trajectory_from_state(state),
             **kw,
         )
 

@@ -29,3 +29,6 @@ class AnswerResult(BaseModel):
     tool_calls: list[dict] = Field(default_factory=list)
     evidence_refs: list[str] = Field(default_factory=list)
     error: str | None = None
+    trajectory: list[dict] = Field(default_factory=list)
+    """Each model turn, tool call (with the text it returned, capped) and the final check, in order
+    (:func:`agent.trajectory.trajectory_from_state`); evaluation records keep it to explain a miss."""

@@ -6,6 +6,7 @@
     ehr-agent eval adapt {fhir-agentbench,medagentbench} FILE --out tasks.jsonl
     ehr-agent eval run tasks.jsonl --store DIR --model SPEC --out results.jsonl
                       [--solver agent|full-context|gold] [--concurrency N] [--limit N] [--timeout S]
+                      [--allow-mismatch]
     ehr-agent eval rescore tasks.jsonl results.jsonl --out rescored.jsonl [--store DIR|URL]
     ehr-agent eval report results.jsonl [more.jsonl ...] --out DIR
 """
@@ -100,6 +101,9 @@ def register(subparsers) -> None:
                    help="LLM-judge model spec for free-text answers; give it at least twice (a panel of "
                         "different models; off by default)")
     r.add_argument("--judge-votes", type=_positive, default=2, help="votes per judge model (default 2)")
+    r.add_argument("--allow-mismatch", action="store_true",
+                   help="resume into a results file started with other settings, model spec, solver or task file "
+                        "(refused by default; the resume line records what differs)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
@@ -213,6 +217,7 @@ def cmd_run(args) -> int:
     from ehr_agent.tools.store import open_store
     from ehr_agent.tools.store.base import StoreError
 
+    from .runlog import ResumeMismatch, make_header
     from .runner import run
     from .solvers import SolverError, make_solver, solver_model_name
     from .tasks import TaskFileError, check_patients, read_numbered_tasks
@@ -244,6 +249,9 @@ def cmd_run(args) -> int:
             return _fail(f"judge panel: {e}")
     model_spec = "" if args.solver == "gold" else resolve_spec(args.model)
     model_name = solver_model_name(solver, model_spec)
+    header = make_header(solver=solver.name, model=model_name, model_spec=model_spec, settings=settings,
+                         task_file=args.tasks, tasks=len(tasks), store=args.store, concurrency=args.concurrency,
+                         timeout=args.timeout, limit=args.limit, judge=args.judge)
     with open_store(args.store) as store:
         if any(t.patient is not None for t in tasks):
             try:
@@ -252,8 +260,15 @@ def cmd_run(args) -> int:
                 return _fail(str(e))
             except StoreError as e:
                 return _fail(f"cannot list the store's patients: {e}")
-        summary = run(tasks, solver, store, args.out, progress=not args.quiet, model_name=model_name, model_spec=model_spec,
-                      concurrency=args.concurrency, timeout=args.timeout, limit=args.limit, judge=judge)
+        try:
+            summary = run(tasks, solver, store, args.out, progress=not args.quiet, model_name=model_name,
+                          model_spec=model_spec, concurrency=args.concurrency, timeout=args.timeout, limit=args.limit,
+                          judge=judge, header=header, allow_mismatch=args.allow_mismatch)
+        except ResumeMismatch as e:
+            return _fail(f"{args.out}: {e} (--allow-mismatch)")
+    if summary.resume is not None and summary.resume.changed:
+        changed = ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in summary.resume.changed.items())
+        print(f"warning: resumed {args.out} with changes since it began: {changed}", file=sys.stderr)
     print(f"ran {summary.ran} task(s) ({summary.skipped} already in {args.out}): accuracy {summary.accuracy:.1%}, "
           f"{summary.errors} error(s), {summary.seconds:.1f} s, {summary.tasks_per_minute:.1f} tasks/min")
     return 0
@@ -274,6 +289,7 @@ def cmd_rescore(args) -> int:
     from contextlib import nullcontext
     from pathlib import Path
 
+    from .runlog import RunHeader, file_sha256, git_state, now, package_version, read_header
     from .runner import read_results, rescore
     from .stats import load_groups, verified_table
     from .tasks import TaskFileError, read_tasks
@@ -299,7 +315,18 @@ def cmd_rescore(args) -> int:
     old = read_results(args.results)
     with opened as store:
         new = rescore(tasks, old, store=store)
+    header = read_header(args.results)
+    had_header = header is not None
+    if header is None:  # a file from before headers: what its records say about the run
+        first = old[0] if old else None
+        header = RunHeader(solver=first.solver if first else "", model=first.model if first else "",
+                           model_spec=first.model_spec if first else "")
+    commit, _ = git_state()
+    header.notes.append({"op": "rescore", "at": now(), "source": str(args.results), "had_header": had_header,
+                         "task_file": str(args.tasks), "task_sha256": file_sha256(args.tasks), "store": args.store,
+                         "package_version": package_version(), "git_commit": commit})
     with open(args.out, "w", encoding="utf-8") as f:
+        f.write(header.model_dump_json() + "\n")
         for r in new:
             f.write(r.model_dump_json() + "\n")
     kept_ids = {n.task_id for n in new}

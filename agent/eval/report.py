@@ -7,10 +7,13 @@ baseline, or two models, when their results files are passed together.
 from __future__ import annotations
 
 import html
+import json
 import statistics
 from collections import defaultdict
+from itertools import zip_longest
 from pathlib import Path
 
+from .runlog import read_header
 from .runner import ResultRecord
 from .stats import (FailureStats, GroupStats, PairedStats, VerifiedTable, failure_stats, group_stats, load_groups,
                     paired_stats, verified_table, wrong_but_verified)
@@ -193,6 +196,88 @@ def _wrong_verified_html(groups: dict[str, list[ResultRecord]]) -> list[str]:
     return out
 
 
+_WRONG_NOTE = ("Every wrong answer with its question, gold and trajectory (model turns, tool calls with their "
+               "arguments and what they returned, the check's verdict). Files written before trajectories were "
+               "recorded show the tool calls only.")
+
+
+def _runs(paths: list[str | Path]) -> tuple[list[str], list[list[str]]]:
+    """One row per results file: how its run was made (from the header; '-' for a file without one)."""
+    head = ["file", "started", "solver", "model spec", "commit", "version", "task file sha256", "notes"]
+    rows = []
+    for p in paths:
+        h = read_header(p)
+        if h is None:
+            rows.append([str(p), "-", "-", "-", "-", "-", "-", "no header (written before run headers)"])
+            continue
+        commit = (h.git_commit or "-")[:10] + (" (dirty)" if h.git_dirty else "")
+        notes = "; ".join(f"{n.get('op', 'note')} {n.get('at', '')}".strip() for n in h.notes)
+        rows.append([str(p), h.started_at or "-", h.solver or "-", h.model_spec or "-", commit,
+                     h.package_version or "-", (h.task_sha256 or "-")[:16], notes])
+    return head, rows
+
+
+def _pre(text: str) -> str:
+    return f"<pre>{html.escape(text)}</pre>"
+
+
+def _step_html(item: dict) -> str:
+    """One trajectory item as an HTML list entry."""
+    e = html.escape
+    kind = item.get("type", "?")
+    cut = f" (cut from {item['chars']} characters)" if item.get("chars") else ""
+    if kind == "model":
+        label = "model (history)" if item.get("kind") == "history" else f"model, step {item.get('step', '?')}"
+        tokens = (f", {item['prompt_tokens']} prompt + {item['completion_tokens']} completion tokens"
+                  if "prompt_tokens" in item else "")
+        calls = "".join(f"<li><code>{e(str(c.get('name')))}({e(json.dumps(c.get('arguments'), ensure_ascii=False))})"
+                        f"</code></li>" for c in item.get("tool_calls") or [])
+        return (f"<li><b>{e(label)}</b>{e(tokens + cut)}{_pre(item.get('text', '')) if item.get('text') else ''}"
+                + (f"<ul>{calls}</ul>" if calls else "") + "</li>")
+    if kind == "tool":
+        flags = [f"{item['rows']} rows" if "rows" in item else "", "refused" if item.get("refused") else "",
+                 "error" if item.get("error") else "", "prefetch" if item.get("prefetch") else "",
+                 f"{item['seconds']} s" if "seconds" in item else ""]
+        meta = ", ".join(f for f in flags if f)
+        return (f"<li><b>tool</b> <code>{e(str(item.get('name')))}("
+                f"{e(json.dumps(item.get('arguments'), ensure_ascii=False))})</code> {e(meta + cut)}"
+                f"{_pre(item['text']) if item.get('text') else ''}</li>")
+    if kind == "check":
+        bad = "".join(f"<li>{e(u)}{(': ' + e(r)) if r else ''}</li>" for u, r in
+                      zip_longest(item.get("unsupported") or [], item.get("unsupported_reasons") or [], fillvalue="")
+                      if u)
+        return (f"<li><b>check</b>: {'verified' if item.get('verified') else 'not verified'}, "
+                f"{item.get('repairs', 0)} repair(s), cites {e(', '.join(item.get('citations') or []) or 'none')}"
+                + (f"<ul>{bad}</ul>" if bad else "") + "</li>")
+    label = f"{kind} ({item['kind']})" if item.get("kind") else kind
+    return f"<li><b>{e(label)}</b>{e(cut)}{_pre(item.get('text', ''))}</li>"
+
+
+def _wrong_html(groups: dict[str, list[ResultRecord]]) -> list[str]:
+    """A collapsible block per wrong answer: question, gold, answer and trajectory."""
+    e = html.escape
+    out: list[str] = []
+    for label, recs in groups.items():
+        wrong = [r for r in recs if not r.correct]
+        out.append(f"<h3>{e(label)}: {len(wrong)} wrong</h3>")
+        for r in wrong:
+            if r.trajectory:
+                steps = "".join(_step_html(i) for i in r.trajectory)
+            elif r.tool_calls:  # an older record: the calls without what they returned
+                steps = "".join(_step_html({"type": "tool", **c}) for c in r.tool_calls)
+            else:
+                steps = "<li>no trajectory recorded</li>"
+            verdict = "verified" if r.verified else "not verified"
+            err = f" <b>Error:</b> {e(r.error)}" if r.error else ""
+            out.append(
+                f"<details class='wrong'><summary><code>{e(r.task_id)}</code> ({e(r.category)}) "
+                f"{e(_one_line(r.question, 160))}</summary>"
+                f"<p><b>Question:</b> {e(r.question)}</p><p><b>Gold:</b> {e(r.gold)}</p>"
+                f"<p><b>Answer</b> ({verdict}, {r.steps} steps, {r.seconds:.1f} s):{err}</p>{_pre(r.answer)}"
+                f"<p><b>Trajectory</b></p><ol>{steps}</ol></details>")
+    return out
+
+
 def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and PNG plots into ``out_dir``; returns the files written."""
     groups = load_groups(paths)
@@ -206,14 +291,15 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
     phead, prows = _paired_table(paired_stats(groups))
     fhead, frows = _failure_table([failure_stats(k, v) for k, v in groups.items()])
     vhead, vrows = _verified_table([verified_table(k, v) for k, v in groups.items()], groups)
+    rhead, rrows = _runs(paths)
 
     def md_table(h: list[str], rs: list[list[str]]) -> str:
         lines = ["| " + " | ".join(h) + " |", "|" + "---|" * len(h)]
         lines += ["| " + " | ".join(r) + " |" for r in rs]
         return "\n".join(lines)
 
-    md = ["# Evaluation report", "", "Sources: " + ", ".join(f"`{p}`" for p in paths), "", "## Overall", "",
-          md_table(head, rows), ""]
+    md = ["# Evaluation report", "", "Sources: " + ", ".join(f"`{p}`" for p in paths), "", "## Runs", "",
+          md_table(rhead, rrows), "", "## Overall", "", md_table(head, rows), ""]
     if prows:
         md += ["## Paired comparison on common tasks", "", md_table(phead, prows), ""]
     md += ["## Verified vs right", "", _VERIFIED_NOTE, "", md_table(vhead, vrows), "",
@@ -232,7 +318,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
         return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
     body = [f"<h1>Evaluation report</h1><p>Sources: {html.escape(', '.join(str(p) for p in paths))}</p>",
-            "<h2>Overall</h2>", html_table(head, rows)]
+            "<h2>Runs</h2>", html_table(rhead, rrows), "<h2>Overall</h2>", html_table(head, rows)]
     if prows:
         body += ["<h2>Paired comparison on common tasks</h2>", html_table(phead, prows)]
     body += ["<h2>Verified vs right</h2>", f"<p>{html.escape(_VERIFIED_NOTE)}</p>", html_table(vhead, vrows),
@@ -241,8 +327,11 @@ def write_report(paths: list[str | Path], out_dir: str | Path) -> dict[str, Path
     body += ["<h2>Why answers were wrong</h2>", html_table(fhead, frows),
              "<h2>Accuracy by category (table)</h2>", html_table(chead, crows)]
     body += [f"<h2>{html.escape(t)}</h2><img src='{html.escape(f)}' alt='{html.escape(t)}'>" for t, f in plots]
+    body += [f"<h2>Wrong answers</h2><p>{html.escape(_WRONG_NOTE)}</p>"] + _wrong_html(groups)
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}")
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
+             "details{margin:.3em 0}pre{white-space:pre-wrap;background:#f6f6f6;padding:4px;max-height:24em;"
+             "overflow:auto}")
     (out / "report.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>Evaluation report</title><style>{style}</style>"
         f"</head><body>{''.join(body)}</body></html>", encoding="utf-8")

@@ -2,13 +2,14 @@
 recorded and never fatal, resumable (task ids already in the results file are skipped).
 
 Results are JSON Lines, one :class:`ResultRecord` per task, appended as each task finishes, so an
-interrupted run loses at most the tasks in flight.
+interrupted run loses at most the tasks in flight. The file opens with a :class:`~.runlog.RunHeader` (how the
+run was made); a resumed run appends a :class:`~.runlog.ResumeNote`, and refuses to mix its records with a
+file started with other settings, model spec, solver or task file (see :func:`run_tasks`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import traceback
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ehr_agent.agent.schema import AnswerResult
 
+from .runlog import ResumeNote, RunHeader, make_header, parse_line, read_header, resume_note
 from .scorers import Scores, score_result
 from .tasks import Task
 
@@ -62,6 +64,9 @@ class ResultRecord(BaseModel):
     seconds: float = 0.0
     error: str | None = None
     finished_at: str = ""
+    #: each model turn, tool call (with the text it returned, capped) and the final check, in order
+    #: (:func:`agent.trajectory.trajectory_from_state`); empty in files written before it existed
+    trajectory: list[dict] = Field(default_factory=list)
 
 
 class RunSummary(BaseModel):
@@ -74,6 +79,8 @@ class RunSummary(BaseModel):
     errors: int
     seconds: float
     tasks_per_minute: float
+    #: the line appended when the run resumed into an existing file (None for a new file)
+    resume: ResumeNote | None = None
 
     @property
     def accuracy(self) -> float:
@@ -81,18 +88,20 @@ class RunSummary(BaseModel):
 
 
 def read_results(path: str | Path) -> list[ResultRecord]:
-    """Every readable record of a results file (a torn last line from an interrupted run is skipped)."""
+    """Every readable task record of a results file: the header and resume lines are left out (read the header
+    with :func:`~.runlog.read_header`), and so is a torn last line from an interrupted run."""
     p = Path(path)
     if not p.is_file():
         return []
     out = []
     with p.open(encoding="utf-8") as f:
         for line in f:
-            if not line.strip():
+            obj = parse_line(line)
+            if obj is None or "record" in obj:
                 continue
             try:
-                out.append(ResultRecord.model_validate(json.loads(line)))
-            except (json.JSONDecodeError, ValidationError):
+                out.append(ResultRecord.model_validate(obj))
+            except ValidationError:
                 continue
     return out
 
@@ -113,7 +122,7 @@ def record_for(task: Task, result: AnswerResult, *, solver: str, model: str, sec
         question=task.question, gold=task.answer.display(), answer=result.answer, correct=scores.answer.correct,
         score=scores.answer.score, scores=scores, citations=result.citations, evidence_refs=result.evidence_refs,
         verified=result.verified, unsupported=result.unsupported, unsupported_reasons=result.unsupported_reasons,
-        computed=result.computed, tool_calls=result.tool_calls,
+        computed=result.computed, tool_calls=result.tool_calls, trajectory=result.trajectory,
         steps=result.steps, prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens, seconds=result.seconds or seconds, error=result.error,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -139,7 +148,7 @@ def rescore(tasks: list[Task], records: list[ResultRecord], store: Any = None) -
                            verified=verdict.verified, unsupported=verdict.unsupported,
                            unsupported_reasons=verdict.unsupported_reasons, steps=r.steps,
                            prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, seconds=r.seconds,
-                           error=r.error, computed=r.computed, tool_calls=r.tool_calls)
+                           error=r.error, computed=r.computed, tool_calls=r.tool_calls, trajectory=r.trajectory)
         new = record_for(t, res, solver=r.solver, model=r.model, seconds=r.seconds, model_spec=r.model_spec)
         new.scores.judge = r.scores.judge
         new.finished_at = r.finished_at
@@ -194,17 +203,31 @@ async def run_tasks(
     limit: int | None = None,
     on_result: Callable[[ResultRecord, int, int], None] | None = None,
     judge: Any = None,
+    header: RunHeader | None = None,
+    allow_mismatch: bool = False,
 ) -> RunSummary:
     """Answer ``tasks`` with ``solver``, appending scored records to ``out``; see the module docstring.
 
     ``on_result(record, done, total)`` is called after each task (the progress bar uses it).
     ``judge`` (a :class:`~ehr_agent.agent.eval.judge.JudgePanel`) adds a panel verdict for free-text tasks; the
     deterministic verdict stays the record's ``correct``.
+    ``header`` describes the run (the CLI adds the task file, store and judges); without one it is built from
+    the arguments. A new file opens with it. Resuming a file whose header names other settings, model spec,
+    solver or task-file hash raises :class:`~.runlog.ResumeMismatch` before any task runs, unless
+    ``allow_mismatch``; the resume line then records the differences. A file without a header (written before
+    headers) gets this one appended, describing the records after it.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if header is None:
+        header = make_header(solver=getattr(solver, "name", "solver"), model=model_name, model_spec=model_spec,
+                             settings=getattr(solver, "settings", None), tasks=len(tasks), concurrency=concurrency,
+                             timeout=timeout, limit=limit, judge=[getattr(m, "name", "") for m in
+                                                                   getattr(judge, "models", None) or []])
+    old_header = read_header(out)
+    note = resume_note(old_header, header, allow_mismatch=allow_mismatch) if old_header is not None else None
     done_ids = {r.task_id for r in read_results(out)}
     todo = [t for t in tasks if t.id not in done_ids]
     skipped = len(tasks) - len(todo)
@@ -259,13 +282,18 @@ async def run_tasks(
         with out.open("a", encoding="utf-8") as f:
             if out.stat().st_size and not _ends_with_newline(out):
                 f.write("\n")  # close a line torn by an interrupted run, so the next record starts clean
+            if old_header is None:
+                f.write(header.model_dump_json() + "\n")
+            elif todo:
+                f.write(note.model_dump_json() + "\n")
+            f.flush()
             await asyncio.gather(*(one(t, f) for t in todo))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     secs = time.perf_counter() - start
     return RunSummary(total=len(tasks), skipped=skipped, ran=counts["ran"], correct=counts["correct"],
                       errors=counts["errors"], seconds=secs,
-                      tasks_per_minute=counts["ran"] / secs * 60 if secs > 0 else 0.0)
+                      tasks_per_minute=counts["ran"] / secs * 60 if secs > 0 else 0.0, resume=note)
 
 
 def run(tasks: list[Task], solver: Any, store: Any, out: str | Path, *, progress: bool = True, **kw) -> RunSummary:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from ehr_agent.agent.models.base import ChatMessage, ChatModel, ModelError
 from ehr_agent import prompts
 from ehr_agent.agent.schema import AnswerResult
+from ehr_agent.agent.trajectory import capped
 
 from .tasks import Task
 
@@ -156,15 +157,19 @@ class FullContextSolver:
         model = self.model_factory(task)
         record, refs = self.pack(store, task)
         prompt = fill(self.template, question=task.question, as_of=task.as_of or "the end of the record", record=record)
+        # The trajectory of one call: the packed prompt (capped like any item) and the reply.
+        steps = [{"type": "user", "kind": "question", **capped(prompt)}]
         try:
             res = model.chat([ChatMessage(role="user", content=prompt)], None, max_tokens=self.answer_tokens)
         except ModelError as e:
             return AnswerResult(answer=f"The model failed: {e}", error=f"model: {e}", evidence_refs=refs,
-                                seconds=time.perf_counter() - start)
+                                seconds=time.perf_counter() - start, trajectory=steps)
+        steps.append({"type": "model", "step": 1, **capped(res.content), "prompt_tokens": res.prompt_tokens,
+                      "completion_tokens": res.completion_tokens})
         cites = [c for c in dict.fromkeys(REF_RE.findall(res.content))]
         return AnswerResult(answer=res.content, citations=cites, evidence_refs=refs, verified=False, steps=1,
                             prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
-                            seconds=time.perf_counter() - start)
+                            seconds=time.perf_counter() - start, trajectory=steps)
 
 
 def scripted_gold_model(task: Task) -> ChatModel:
