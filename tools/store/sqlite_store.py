@@ -54,6 +54,21 @@ CREATE INDEX IF NOT EXISTS unresolved_rid ON unresolved(rid);
 SCHEMA_FINGERPRINT = hashlib.sha1((CORE_DDL + engine.INDEX_DDL + getattr(engine, "INDEX_VERSION", "")).encode()).hexdigest()[:12]
 
 
+# The meta row counting committed writes: :meth:`SQLiteStore.data_version` reads it. A row of the meta table,
+# not a schema change, so stores written before it existed still open (they read as version "0").
+DATA_VERSION_KEY = "data_version"
+_BUMP_DATA_VERSION = (
+    "INSERT INTO meta(key, value) VALUES(?, '1') "
+    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
+
+
+def _bump_data_version(w: sqlite3.Connection) -> None:
+    """Count one more change of the data, inside the writer's open transaction (so it commits with the change,
+    or rolls back with it, and a reader in any process sees both or neither)."""
+    w.execute(_BUMP_DATA_VERSION, (DATA_VERSION_KEY,))
+
+
 def _dumps(resource: dict) -> str:
     """A resource as stored: compact JSON text (orjson; the json module for what orjson cannot encode,
     such as integers past 64 bits)."""
@@ -198,6 +213,16 @@ class SQLiteStore(FHIRStore):
             engine.execute_everything, self._conn(), patient_id, start, end, count=count, offset=0, base_url=self.base_url
         )
 
+    def data_version(self) -> str:
+        """The count of committed writes that changed the data (``"0"`` for a store never changed since this
+        counter exists). Each loaded file that inserts or updates a resource, and each late resolution of
+        references, bumps it in the transaction that writes the data, so a load by another store object or
+        another process is seen at the next call: this connection reads outside any transaction, and every
+        statement sees the latest commit. One primary-key lookup: a few microseconds."""
+        # fetchall: a statement left unfinished would hold its read snapshot open and hide later commits
+        rows = self._conn().execute("SELECT value FROM meta WHERE key=?", (DATA_VERSION_KEY,)).fetchall()
+        return str(rows[0][0]) if rows else "0"
+
     def patient_ids(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT id FROM resources WHERE type='Patient' ORDER BY id")]
 
@@ -300,6 +325,8 @@ class SQLiteStore(FHIRStore):
                     batch.flush(w)
                 if before_commit is not None:
                     before_commit()
+                if stats["inserted"] or stats["updated"]:
+                    _bump_data_version(w)
                 w.execute("COMMIT")
             except BaseException:
                 w.execute("ROLLBACK")
@@ -381,6 +408,8 @@ class SQLiteStore(FHIRStore):
                         )
                         self._delete_derived(w, key)
                         self._write_derived(w, key, res, still, src[0] if src else None)
+                if fixed:
+                    _bump_data_version(w)
                 w.execute("COMMIT")
             except BaseException:
                 if w.in_transaction:
