@@ -43,6 +43,7 @@ def test_a_session_sees_data_loaded_after_it_answered(store, tmp_path):
     session = PatientSession(store, ALICE, AS_OF, record_cache=RecordCache())
     before = session.call("observations", {"code": MARKER, "mode": "all"})
     assert not before.evidence
+    assert "Observation/marker-a1" not in session.call("lookup", {"op": "latest", "what": "test marker"}).evidence
     overview = session.call("record_overview", {}).text
 
     store.load([write_ndjson(tmp_path / "more.ndjson", [observation("marker-a1", ALICE, 7.5, "2024-05-01")])])
@@ -50,7 +51,8 @@ def test_a_session_sees_data_loaded_after_it_answered(store, tmp_path):
     after = session.call("observations", {"code": MARKER, "mode": "all"})
     assert set(after.evidence) == {"Observation/marker-a1"} and "7.5" in after.text
     assert session.call("record_overview", {}).text != overview  # the manifest was read afresh too
-    assert "Observation/marker-a1" in session.call("lookup", {"op": "latest", "what": "test marker"}).evidence
+    found = session.call("lookup", {"op": "latest", "what": "test marker"})  # lookup's concepts were re-read
+    assert "matched Test marker" in found.text and "[Observation/marker-a1]" in found.text
 
 
 def test_a_load_through_another_store_object_is_seen(store, tmp_path):

@@ -136,8 +136,8 @@ class PatientSession:
         self.scope = PatientScope(store, patient_id, self._cache)
         self._by_type: dict[str, list[dict]] = {}
         self._patient: dict | None = None
-        self._sync()
         self._lookup = Lookup(self)
+        self._sync()
         self._tools: dict[str, Tool] = {
             "lookup": Tool(LookupArgs, self.lookup,
                            "Finds what the question names (lay names work) and computes the answer, with citations."),
@@ -163,7 +163,8 @@ class PatientSession:
     def _sync(self) -> PatientRecord:
         """The record at the store's current data version. When the version moved (data was loaded since the
         last call), the session reads the record afresh: a new record from the cache, and nothing it derived
-        from the old one (the per-type lists at this as-of date, the Patient resource) is kept."""
+        from the old one (the per-type lists at this as-of date, the Patient resource, ``lookup``'s concepts)
+        is kept."""
         if self.store is None:  # a session built only to list its tools
             return self._cache
         version = data_version_of(self.store)
@@ -173,6 +174,7 @@ class PatientSession:
             self.scope = PatientScope(self.store, self.patient_id, self._cache)
             self._by_type = {}
             self._patient = None
+            self._lookup = Lookup(self)
         return self._cache
 
     # ---- model-facing API -----------------------------------------------------------------------
