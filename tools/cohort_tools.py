@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote
 
 from pydantic import BaseModel, Field, field_validator
 
-from ehr_agent.tools.patient_tools import ToolOutput, compact_schema, dispatch_tool
+from ehr_agent.tools.dispatch import dispatch_tool
 from ehr_agent.tools.retrieval.projections import project
-from ehr_agent.tools.store.base import FHIRStore, Params, normalize_params
+from ehr_agent.tools.spec import Tool, ToolOutput, ToolSpec, specs_of
+from ehr_agent.tools.store.base import FHIRStore, Params, StoreError, normalize_params
 from ehr_agent.tools.store.compartment import PATIENT_COMPARTMENT
 
 # Parameters the tools set themselves (paging, result shape); the model must not pass them.
@@ -224,20 +224,20 @@ class CohortSession:
         self.max_scan = max_scan
         #: citation key -> count, for every count a tool returned in this session
         self.queries: dict[str, int] = {}
-        self._tools: dict[str, tuple[type[BaseModel], Callable[[Any], ToolOutput], str]] = {
-            "count_resources": (QueryArgs, self._count_resources_tool,
-                                "Count resources matching a FHIR search over all patients, e.g. Encounter "
-                                '{"class":"IMP","date":"2010","patient.gender":"male"}.'),
-            "count_patients": (QueryArgs, self._count_patients_tool,
-                               "Count distinct patients having resources that match a FHIR search, e.g. Immunization "
-                               '{"vaccine-code":"http://hl7.org/fhir/sid/cvx|62","date":"2015"}.'),
-            "list_resources": (ListArgs, self._list_tool, "Show a few matching resources as one-line rows."),
-            "cohort_count": (CohortCountArgs, self._cohort_count_tool,
-                             "Count patients (or records) with something, found by name (lay names work), in a "
-                             "period, by sex; runs the FHIR search and returns the number with its citation."),
-            "find_codes": (FindCodesArgs, self._codes_tool,
-                           "Find the codes whose names contain some words, e.g. Immunization 'hpv', "
-                           "and the search parameter to count them with."),
+        self._tools: dict[str, Tool] = {
+            "count_resources": Tool(QueryArgs, self._count_resources_tool,
+                                    "Count resources matching a FHIR search over all patients, e.g. Encounter "
+                                    '{"class":"IMP","date":"2010","patient.gender":"male"}.'),
+            "count_patients": Tool(QueryArgs, self._count_patients_tool,
+                                   "Count distinct patients having resources that match a FHIR search, e.g. "
+                                   'Immunization {"vaccine-code":"http://hl7.org/fhir/sid/cvx|62","date":"2015"}.'),
+            "list_resources": Tool(ListArgs, self._list_tool, "Show a few matching resources as one-line rows."),
+            "cohort_count": Tool(CohortCountArgs, self._cohort_count_tool,
+                                 "Count patients (or records) with something, found by name (lay names work), in a "
+                                 "period, by sex; runs the FHIR search and returns the number with its citation."),
+            "find_codes": Tool(FindCodesArgs, self._codes_tool,
+                               "Find the codes whose names contain some words, e.g. Immunization 'hpv', "
+                               "and the search parameter to count them with."),
         }
 
     # ---- model-facing API -----------------------------------------------------------------------
@@ -245,15 +245,32 @@ class CohortSession:
     def tool_names(self) -> list[str]:
         return list(self._tools)
 
-    def tool_specs(self):
-        """The tools as :class:`agent.models.base.ToolSpec` (compact JSON schemas)."""
-        from ehr_agent.agent.models.base import ToolSpec
-
-        return [ToolSpec(name=n, description=d, parameters=compact_schema(m)) for n, (m, _, d) in self._tools.items()]
+    def tool_specs(self) -> list[ToolSpec]:
+        """The tools as :class:`tools.spec.ToolSpec` (compact JSON schemas)."""
+        return specs_of(self._tools)
 
     def call(self, name: str, arguments: dict | None) -> ToolOutput:
         """Run a tool by name; unknown tools, invalid arguments and rejected searches come back as messages."""
         return dispatch_tool(self._tools, name, arguments, max_chars=self.max_chars, tool_errors=(CohortToolError,))
+
+    #: the tool a constrained first model turn may call: the answer-shaped count
+    FIRST_CALL_TOOLS = ("cohort_count",)
+
+    def first_call_tools(self) -> tuple[str, ...]:
+        """The tools a constrained first model turn may call (:attr:`FIRST_CALL_TOOLS`)."""
+        return self.FIRST_CALL_TOOLS
+
+    def belongs(self, ref: str) -> bool:
+        """Whether ``Type/id`` names a resource in the store: the cohort tools read every patient, so any
+        resource that exists may be cited (False if it does not, or the store fails)."""
+        rtype, _, rid = ref.split("#")[0].partition("/")
+        if not rtype or not rid:
+            return False
+        try:
+            self.store.read(rtype, rid)
+            return True
+        except StoreError:
+            return False
 
     # ---- typed tools ----------------------------------------------------------------------------
     def count_resources(self, a: QueryArgs) -> CountResult:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.retrieval.projections import Row, concept_display, render_quantity
+from ehr_agent.tools.scope import ref_of
 
 Op = Literal["latest", "first", "on_date", "count", "change", "exists", "active_on", "list", "age_at", "ended", "all"]
 Kind = Literal["lab", "condition", "medication", "vaccine", "procedure", "visit", "allergy", "careplan", "any"]
@@ -142,10 +143,6 @@ _DEMOGRAPHIC = re.compile(r"\b(sex|gender|male|female|man|woman|boy|girl|born|bi
                           r"address|lives?|city|state|name|demographics?)\b", re.I)
 
 _REF_LIMIT = 12  # citations listed per line before "and N more"
-
-
-def ref_of(resource: dict) -> str:
-    return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
 # --------------------------------------------------------------------------------------------------

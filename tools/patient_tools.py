@@ -9,119 +9,44 @@ offset=..."), and rows are compact one-line projections ending in ``[Type/id]`` 
 
 Only the :class:`tools.store.base.FHIRStore` interface is used, so the same tools run on the embedded
 store and on a FHIR server over REST.
+
+The pieces the session is made of live in modules of their own: the argument schemas
+(:mod:`tools.schemas`), the scope policy (:mod:`tools.scope`), the record cache (:mod:`tools.record_cache`),
+the shared tool types and dispatcher (:mod:`tools.spec`, :mod:`tools.dispatch`) and the interface the graph
+drives (:mod:`tools.toolkit`). Their public names are re-exported here for existing callers.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable
+import warnings
 from datetime import date
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field, ValidationError
+from typing import Any, ClassVar
 
 from ehr_agent.tools import calculator
-from ehr_agent.tools.facts import LookupArgs, Lookup
+from ehr_agent.tools.dispatch import dispatch_tool
+from ehr_agent.tools.facts import Lookup, LookupArgs
+from ehr_agent.tools.record_cache import DEFAULT_RECORD_CACHE, PatientRecord, RecordCache, data_version_of
 from ehr_agent.tools.retrieval.errors import RetrievalError
 from ehr_agent.tools.retrieval.lexical import LexicalIndex
 from ehr_agent.tools.retrieval.manifest import build_manifest
 from ehr_agent.tools.retrieval.notes import note_chunks as _note_chunks
 from ehr_agent.tools.retrieval.projections import Row, project_row
-from ehr_agent.tools.store.base import FHIRStore, NotFound, SearchError, StoreError, normalize_params
-from ehr_agent.tools.store.compartment import PATIENT_COMPARTMENT, SHARED_TYPES, patient_compartments
+from ehr_agent.tools.schemas import (KIND_TYPES, NoArgs, ObservationArgs, ReadArgs, RecordKind, RecordsArgs,
+                                     RecordSearchArgs, SearchArgs)
+from ehr_agent.tools.scope import FORBIDDEN_PARAMS, PatientScope, ref_of, search_refusal
+from ehr_agent.tools.spec import Tool, ToolOutput, ToolSpec, compact_schema, specs_of
+from ehr_agent.tools.store.base import FHIRStore, NotFound, normalize_params, StoreError
 
-# --------------------------------------------------------------------------------------------------
-# Results
-
-
-class ToolOutput(BaseModel):
-    """What one tool call returns: the text the model reads plus what the graph records.
-
-    ``evidence`` maps each reference returned (``Type/id`` or ``DocumentReference/id#n``) to its
-    projection line, which is what the citation check compares a cited sentence against.
-    ``computed`` holds calculator values a cited sentence may state.
-    """
-
-    text: str
-    evidence: dict[str, str] = Field(default_factory=dict)
-    computed: list[str] = Field(default_factory=list)
-    #: a computed value -> the references that prove it (a count -> the records counted), so an answer that
-    #: states the value without citing can be cited by code, and the claim check then recounts them
-    proofs: dict[str, list[str]] = Field(default_factory=dict)
-    refused: bool = False
-    error: bool = False
-
-
-# --------------------------------------------------------------------------------------------------
-# Arguments (the schemas the model sees; keep descriptions short: they cost prompt tokens)
-
-RecordKind = Literal["conditions", "medications", "immunizations", "procedures", "encounters", "allergies",
-                     "reports", "careplans", "devices", "notes"]
-
-KIND_TYPES: dict[str, tuple[str, ...]] = {
-    "conditions": ("Condition",),
-    "medications": ("MedicationRequest", "MedicationStatement"),
-    "immunizations": ("Immunization",),
-    "procedures": ("Procedure",),
-    "encounters": ("Encounter",),
-    "allergies": ("AllergyIntolerance",),
-    "reports": ("DiagnosticReport",),
-    "careplans": ("CarePlan",),
-    "devices": ("Device",),
-    "notes": ("DocumentReference",),
-}
-
-
-class NoArgs(BaseModel):
-    """No arguments."""
-
-
-class ObservationArgs(BaseModel):
-    code: str | None = Field(None, description="LOINC code, e.g. 4548-4")
-    text: str | None = Field(None, description="words in the name, e.g. 'hemoglobin a1c'")
-    mode: Literal["latest", "earliest", "all"] = Field(
-        "latest", description="latest: newest per kind; earliest: oldest per kind; all: every value, newest first")
-    start: str | None = Field(None, description="from date YYYY[-MM[-DD]]")
-    end: str | None = Field(None, description="to date")
-    offset: int = Field(0, ge=0)
-
-
-class RecordsArgs(BaseModel):
-    kind: RecordKind
-    text: str | None = Field(None, description="words in the name")
-    status: str | None = Field(None, description="e.g. active, resolved, completed, stopped")
-    start: str | None = Field(None, description="from date YYYY[-MM[-DD]]")
-    end: str | None = Field(None, description="to date")
-    offset: int = Field(0, ge=0)
-
-
-class SearchArgs(BaseModel):
-    resource_type: str = Field(description="FHIR type, e.g. Observation")
-    params: dict[str, str] = Field(default_factory=dict, description="FHIR search params, e.g. {\"code\": \"8867-4\"}")
-    offset: int = Field(0, ge=0)
-
-
-class ReadArgs(BaseModel):
-    reference: str = Field(description="Type/id")
-
-
-class RecordSearchArgs(BaseModel):
-    query: str = Field(description="what to look for, in words")
-    types: list[str] | None = Field(None, description="limit to FHIR types")
-    since: str | None = Field(None, description="only on/after date")
-    k: int = Field(6, ge=1, le=20)
-
+__all__ = [
+    "PatientSession", "ToolOutput", "ToolSpec", "compact_schema", "dispatch_tool", "clear_record_cache",
+    "RecordCache", "DEFAULT_RECORD_CACHE", "KIND_TYPES", "RecordKind", "NoArgs", "ObservationArgs", "RecordsArgs",
+    "SearchArgs", "ReadArgs", "RecordSearchArgs", "ref_of", "note_chunks", "manifest_text",
+]
 
 # --------------------------------------------------------------------------------------------------
 # Resource helpers (projection, dates and note chunks come from retrieval, so rows match its index)
-
-
-def ref_of(resource: dict) -> str:
-    """``Type/id`` of a resource."""
-    return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
 def _codes(resource: dict) -> list[str]:
@@ -136,19 +61,6 @@ def _codes(resource: dict) -> list[str]:
                         if cd.get("system"):
                             out.append(f"{cd['system']}|{cd['code']}")
     return out
-
-
-def _references(node: Any, out: set[str]) -> None:
-    if isinstance(node, dict):
-        r = node.get("reference")
-        if isinstance(r, str):
-            out.add(r.split("/_history/")[0])
-        for v in node.values():
-            if isinstance(v, (dict, list)):
-                _references(v, out)
-    elif isinstance(node, list):
-        for x in node:
-            _references(x, out)
 
 
 def _status(resource: dict) -> str:
@@ -182,65 +94,13 @@ def _in_range(d: str | None, start: str | None, end: str | None) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------------------------------
-# Per-store record cache
-#
-# Evaluation and notebooks ask many questions about the same patient, each in a fresh session; reading a
-# long record ($everything, manifest) costs far more than the rest of a question, so raw reads are kept
-# per store object (weakly: a closed and dropped store takes its cache with it), for a few patients.
-# Loading data into a store while a process keeps asking questions needs clear_record_cache().
-
-
-class _PatientCache:
-    def __init__(self) -> None:
-        self.everything: list[dict] | None = None
-        self.refs: set[str] | None = None
-        self.by_type: dict[str, list[dict]] = {}
-        self.manifest: dict[int, str] = {}
-        self.rows: dict[str, Row] = {}
-        self.words: dict[str, set[str]] = {}
-        self.allowed: dict[str, bool] = {}
-        self.bm25: dict[int, tuple[LexicalIndex, dict[str, Row]]] = {}
-
-
-_CACHE_PATIENTS = 4
-_SPECS: list | None = None
-_CACHES: "weakref.WeakKeyDictionary[Any, OrderedDict[str, _PatientCache]]" = weakref.WeakKeyDictionary()
-_CACHE_LOCK = threading.Lock()
-
-
-def _patient_cache(store: FHIRStore, patient_id: str) -> _PatientCache:
-    with _CACHE_LOCK:
-        try:
-            per_store = _CACHES.setdefault(store, OrderedDict())
-        except TypeError:  # a store that cannot be weakly referenced simply is not cached
-            return _PatientCache()
-        pc = per_store.get(patient_id)
-        if pc is None:
-            pc = per_store[patient_id] = _PatientCache()
-            while len(per_store) > _CACHE_PATIENTS:
-                per_store.popitem(last=False)
-        else:
-            per_store.move_to_end(patient_id)
-        return pc
-
-
 def clear_record_cache(store: FHIRStore | None = None) -> None:
-    """Forget cached record reads (of one store, or of all): call after loading new data into a live store."""
-    with _CACHE_LOCK:
-        if store is None:
-            _CACHES.clear()
-        else:
-            _CACHES.pop(store, None)
-
-
-def _everything(store: FHIRStore, patient_id: str) -> list[dict]:
-    # Large pages where the store allows it: the embedded store's default page is small.
-    try:
-        first = store.everything(patient_id, count=1000)  # type: ignore[call-arg]
-    except TypeError:
-        first = store.everything(patient_id)
-    return [e["resource"] for page in store.pages(first) for e in page.get("entry", [])]
+    """Deprecated: records are now keyed by the store's data version, so a load is noticed without this.
+    Forgets :data:`DEFAULT_RECORD_CACHE`'s records (of one store, or of all); for a store that cannot tell
+    its version (a FHIR server), or to measure cold reads, call ``RecordCache.clear`` on the cache in use."""
+    warnings.warn("clear_record_cache() is deprecated: use RecordCache.clear() (records follow the store's "
+                  "data_version)", DeprecationWarning, stacklevel=2)
+    DEFAULT_RECORD_CACHE.clear(store)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,11 +115,14 @@ class PatientSession:
     :class:`tools.retrieval.HybridIndex` for ``search_record``; without it a lexical scan is used.
     """
 
-    FORBIDDEN_PARAMS = frozenset({"patient", "subject", "_include", "_revinclude", "_has", "_contained",
-                                  "_containedType", "_count", "_offset", "_summary", "_elements", "_format"})
+    FORBIDDEN_PARAMS = FORBIDDEN_PARAMS
 
     def __init__(self, store: FHIRStore, patient_id: str, as_of: str | None = None, index: Any = None, *,
-                 max_rows: int = 12, max_chars: int = 2400, manifest_top: int = 3):
+                 max_rows: int = 12, max_chars: int = 2400, manifest_top: int = 3,
+                 record_cache: RecordCache | None = None):
+        """``record_cache`` keeps the raw reads of the record across sessions (default: the process-wide
+        :data:`DEFAULT_RECORD_CACHE`); it follows the store's data version, so data loaded meanwhile is seen
+        at the session's next call."""
         self.store = store
         self.patient_id = patient_id
         self.as_of = as_of or date.today().isoformat()
@@ -267,29 +130,52 @@ class PatientSession:
         self.max_rows = max_rows
         self.max_chars = max_chars
         self.manifest_top = manifest_top
+        self.record_cache = DEFAULT_RECORD_CACHE if record_cache is None else record_cache
+        self._version: str | None = None
+        self._cache = PatientRecord()
+        self.scope = PatientScope(store, patient_id, self._cache)
         self._by_type: dict[str, list[dict]] = {}
-        self._cache = _patient_cache(store, patient_id) if store is not None else _PatientCache()
         self._patient: dict | None = None
         self._lookup = Lookup(self)
-        self._tools: dict[str, tuple[type[BaseModel], Callable[[Any], ToolOutput], str]] = {
-            "lookup": (LookupArgs, self.lookup,
-                       "Finds what the question names (lay names work) and computes the answer, with citations."),
-            "record_overview": (NoArgs, lambda a: self.record_overview(),
-                                "What kinds of data this patient's record holds, with counts and date ranges."),
-            "observations": (ObservationArgs, self.observations,
-                             "Lab results and vital signs by LOINC code or name words; latest per kind or all values."),
-            "records": (RecordsArgs, self.records,
-                        "List one kind of record, filtered by name words, status, dates."),
-            "search_fhir": (SearchArgs, self.search_fhir,
-                            "FHIR search within this patient's record, e.g. resource_type Observation, "
-                            "params {\"code\":\"8867-4\",\"date\":\"ge2020\"}."),
-            "read_resource": (ReadArgs, self.read_resource, "Read one resource by reference, e.g. Practitioner/123."),
-            "search_record": (RecordSearchArgs, self.search_record,
-                              "Search the whole record and its clinical notes by meaning (free text)."),
-            "calculate": (calculator.CalcArgs, self.calculate,
-                          "Date and number arithmetic: age (at end, default as-of), interval between dates, "
-                          "stats (count/min/max/mean), trend (slope per year), shift a date by days."),
+        self._sync()
+        self._tools: dict[str, Tool] = {
+            "lookup": Tool(LookupArgs, self.lookup,
+                           "Finds what the question names (lay names work) and computes the answer, with citations."),
+            "record_overview": Tool(NoArgs, lambda a: self.record_overview(),
+                                    "What kinds of data this patient's record holds, with counts and date ranges."),
+            "observations": Tool(ObservationArgs, self.observations,
+                                 "Lab results and vital signs by LOINC code or name words; latest per kind or all "
+                                 "values."),
+            "records": Tool(RecordsArgs, self.records,
+                            "List one kind of record, filtered by name words, status, dates."),
+            "search_fhir": Tool(SearchArgs, self.search_fhir,
+                                "FHIR search within this patient's record, e.g. resource_type Observation, "
+                                "params {\"code\":\"8867-4\",\"date\":\"ge2020\"}."),
+            "read_resource": Tool(ReadArgs, self.read_resource,
+                                  "Read one resource by reference, e.g. Practitioner/123."),
+            "search_record": Tool(RecordSearchArgs, self.search_record,
+                                  "Search the whole record and its clinical notes by meaning (free text)."),
+            "calculate": Tool(calculator.CalcArgs, self.calculate,
+                              "Date and number arithmetic: age (at end, default as-of), interval between dates, "
+                              "stats (count/min/max/mean), trend (slope per year), shift a date by days."),
         }
+
+    def _sync(self) -> PatientRecord:
+        """The record at the store's current data version. When the version moved (data was loaded since the
+        last call), the session reads the record afresh: a new record from the cache, and nothing it derived
+        from the old one (the per-type lists at this as-of date, the Patient resource, ``lookup``'s concepts)
+        is kept."""
+        if self.store is None:  # a session built only to list its tools
+            return self._cache
+        version = data_version_of(self.store)
+        if version != self._version:
+            self._version = version
+            self._cache = self.record_cache.record(self.store, self.patient_id, version)
+            self.scope = PatientScope(self.store, self.patient_id, self._cache)
+            self._by_type = {}
+            self._patient = None
+            self._lookup = Lookup(self)
+        return self._cache
 
     # ---- model-facing API -----------------------------------------------------------------------
     #: The tools the model is shown, in this order: the answer-shaped ``lookup`` first (the system prompt
@@ -302,17 +188,20 @@ class PatientSession:
     def tool_names(self) -> list[str]:
         return list(self._tools)
 
-    def all_tool_specs(self):
-        """Every tool as :class:`agent.models.base.ToolSpec` (compact JSON schemas; built once per process)."""
-        global _SPECS
-        if _SPECS is None:
-            from ehr_agent.agent.models.base import ToolSpec
+    #: the tools a constrained first model turn may call (the graph's settings may name others)
+    FIRST_CALL_TOOLS = ("lookup", "search_record")
 
-            _SPECS = [ToolSpec(name=n, description=d, parameters=compact_schema(m))
-                      for n, (m, _, d) in self._tools.items()]
-        return [s.model_copy(deep=True) for s in _SPECS]
+    #: the specs, built once per class from the first session's table (schemas cost a few ms to build)
+    _specs: ClassVar[list[ToolSpec] | None] = None
 
-    def tool_specs(self, names: tuple[str, ...] | None = None):
+    def all_tool_specs(self) -> list[ToolSpec]:
+        """Every tool as a :class:`tools.spec.ToolSpec` (compact JSON schemas), copies the caller may change."""
+        cls = type(self)
+        if cls.__dict__.get("_specs") is None:
+            cls._specs = specs_of(self._tools)
+        return [s.model_copy(deep=True) for s in cls.__dict__["_specs"]]
+
+    def tool_specs(self, names: tuple[str, ...] | None = None) -> list[ToolSpec]:
         """The tools the model is shown (``names``, default :attr:`MODEL_TOOLS`), in that order."""
         names = self.MODEL_TOOLS if names is None else names
         by_name = {s.name: s for s in self.all_tool_specs()}
@@ -320,12 +209,18 @@ class PatientSession:
 
     def call(self, name: str, arguments: dict | None) -> ToolOutput:
         """Run a tool by name; unknown tools, invalid arguments and store errors come back as messages."""
+        self._sync()
         return dispatch_tool(self._tools, name, arguments, max_chars=self.max_chars,
                              tool_errors=(calculator.CalcError,))
+
+    def first_call_tools(self) -> tuple[str, ...]:
+        """The tools a constrained first model turn may call (:attr:`FIRST_CALL_TOOLS`)."""
+        return self.FIRST_CALL_TOOLS
 
     # ---- scoping --------------------------------------------------------------------------------
     def patient(self) -> dict:
         """This patient's Patient resource (raises :class:`NotFound` if there is none)."""
+        self._sync()
         if self._patient is None:
             self._patient = self.store.read("Patient", self.patient_id)
         return self._patient
@@ -338,37 +233,15 @@ class PatientSession:
         except NotFound:
             return False
 
-    def _compartment_refs(self) -> set[str]:
-        # Every reference made by this patient's own resources: a shared resource is readable only if in here.
-        if self._cache.refs is None:
-            refs: set[str] = set()
-            for r in self.everything():
-                if self.patient_id in patient_compartments(r):
-                    _references(r, refs)
-            self._cache.refs = refs
-        return self._cache.refs
-
     def allowed(self, resource: dict) -> bool:
-        """True if ``resource`` is in this patient's compartment, or a shared resource this patient's data references."""
-        key = ref_of(resource)
-        ok = self._cache.allowed.get(key)
-        if ok is None:
-            if self.patient_id in patient_compartments(resource):
-                ok = True
-            elif resource.get("resourceType") in SHARED_TYPES:
-                ok = key in self._compartment_refs()
-            else:
-                ok = False
-            self._cache.allowed[key] = ok
-        return ok
+        """True if ``resource`` is in this patient's compartment, or a shared resource this patient's data
+        references (the rule of :mod:`tools.scope`)."""
+        return self.scope.allowed(resource)
 
     def belongs(self, ref: str) -> bool:
         """Whether ``Type/id`` names a resource this patient's session may read (False if it does not exist)."""
-        rtype, _, rid = ref.split("#")[0].partition("/")
-        try:
-            return self.allowed(self.store.read(rtype, rid))
-        except StoreError:
-            return False
+        self._sync()
+        return self.scope.belongs(ref)
 
     def row(self, resource: dict) -> Row:
         """The projected row of a resource (cached with the record)."""
@@ -393,11 +266,12 @@ class PatientSession:
     # ---- data access (cached per session) ---------------------------------------------------------
     def of_type(self, rtype: str) -> list[dict]:
         """Every visible resource of a type in the compartment, newest first."""
+        self._sync()
         if rtype not in self._by_type:
             raw = self._cache.by_type.get(rtype)
             if raw is None:
                 raw = self._cache.by_type[rtype] = list(
-                    self.store.search_all(rtype, {"_count": "1000"}, compartment=("Patient", self.patient_id)))
+                    self.store.search_all(rtype, {"_count": "1000"}, compartment=self.scope.compartment))
             rows = [r for r in raw if self.visible(r)]
             rows.sort(key=lambda r: self.row(r).date or "", reverse=True)
             self._by_type[rtype] = rows
@@ -405,13 +279,13 @@ class PatientSession:
 
     def everything(self) -> list[dict]:
         """The whole compartment (not as-of filtered)."""
-        if self._cache.everything is None:
-            self._cache.everything = _everything(self.store, self.patient_id)
-        return self._cache.everything
+        self._sync()
+        return self.scope.everything()
 
     def manifest(self, top: int | None = None) -> str:
         """The record overview (retrieval's manifest, ``top`` most frequent codes per type), cached with the record."""
         top = self.manifest_top if top is None else top
+        self._sync()
         text = self._cache.manifest.get(top)
         if text is None:
             text = self._cache.manifest[top] = manifest_text(self.store, self.patient_id, top=top)
@@ -519,19 +393,12 @@ class PatientSession:
     def search_fhir(self, a: SearchArgs) -> ToolOutput:
         """A FHIR search run by the store's engine, restricted to the compartment, results re-checked."""
         rtype = a.resource_type.strip()
-        if rtype in SHARED_TYPES:
-            return ToolOutput(text=f"error: {rtype} is shared, not part of one record; read the {rtype} a record "
-                                   f"references with read_resource.", error=True)
-        if rtype not in PATIENT_COMPARTMENT:
-            return ToolOutput(text=f"error: unknown or unsupported resource type '{rtype}'. Use one of: "
-                                   + ", ".join(sorted(PATIENT_COMPARTMENT)) + ".", error=True)
         params = normalize_params(a.params)
-        bad = sorted({k for k, _ in params if k.split(":")[0].split(".")[0] in self.FORBIDDEN_PARAMS})
-        if bad:
-            return ToolOutput(text=f"error: parameter(s) {', '.join(bad)} not allowed here (the search is already "
-                                   f"limited to this patient; paging uses offset).", error=True)
+        refusal = search_refusal(rtype, params)
+        if refusal:
+            return ToolOutput(text=refusal, error=True)
         params.append(("_count", "100"))
-        first = self.store.search(rtype, params, compartment=("Patient", self.patient_id))
+        first = self.store.search(rtype, params, compartment=self.scope.compartment)
         rows: list[dict] = []
         refused = 0
         need = a.offset + self.max_rows
@@ -677,62 +544,7 @@ class PatientSession:
         return ToolOutput(text=res.text, computed=[str(v) for v in res.values.values()])
 
 
-
 def manifest_text(store: FHIRStore, patient_id: str, *, top: int = 4) -> str:
     """The record overview as text (retrieval's manifest, ``top`` most frequent codes per type)."""
     return build_manifest(store, patient_id, top=top).render()
-
-
-def dispatch_tool(
-    tools: dict[str, tuple[type[BaseModel], Callable[[Any], ToolOutput], str]],
-    name: str,
-    arguments: dict | None,
-    *,
-    max_chars: int,
-    tool_errors: tuple[type[Exception], ...] = (),
-) -> ToolOutput:
-    """Validate ``arguments`` against the tool's pydantic model, run it, and turn every expected failure
-    into a message the model can act on: unknown tool, invalid arguments, a rejected search, a missing
-    resource, a failing store, or one of the toolkit's own ``tool_errors``. Output is cut to ``max_chars``."""
-    if name not in tools:
-        return ToolOutput(text=f"error: unknown tool '{name}'. Available tools: {', '.join(tools)}.", error=True)
-    model, fn, _ = tools[name]
-    try:
-        args = model.model_validate(arguments or {})
-    except ValidationError as e:
-        probs = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'arguments'}: {err['msg']}"
-                          for err in e.errors()[:4])
-        return ToolOutput(text=f"error: invalid arguments for {name}: {probs}. Fix them and call again.", error=True)
-    try:
-        out = fn(args)
-    except tool_errors as e:
-        return ToolOutput(text=f"error: {e}", error=True)
-    except SearchError as e:
-        return ToolOutput(text=f"error: search rejected: {e.message}. Fix the parameters and try again.", error=True)
-    except NotFound as e:
-        return ToolOutput(text=f"not found: {e.message}", error=True)
-    except StoreError as e:
-        return ToolOutput(text=f"error: the record store failed: {e.message}", error=True)
-    if len(out.text) > max_chars:
-        out.text = out.text[:max_chars].rsplit("\n", 1)[0] + "\n... (output truncated; narrow the query)"
-        # A row cut from the text was never seen by the model: it must not back a citation either.
-        out.evidence = {k: v for k, v in out.evidence.items() if f"[{k}]" in out.text}
-    return out
-
-
-def compact_schema(model: type[BaseModel]) -> dict:
-    """A pydantic model's JSON schema without titles and ``anyOf null`` noise (fewer prompt tokens)."""
-    schema = model.model_json_schema()
-    props = {}
-    for name, p in schema.get("properties", {}).items():
-        q = {k: v for k, v in p.items() if k not in ("title", "default")}
-        if "anyOf" in q:
-            non_null = [x for x in q.pop("anyOf") if x.get("type") != "null"]
-            if non_null:
-                q.update(non_null[0])
-        props[name] = q
-    out: dict[str, Any] = {"type": "object", "properties": props}
-    if schema.get("required"):
-        out["required"] = schema["required"]
-    return out
 

@@ -13,6 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+# A tool as the model sees it is a type of the tools' layer; re-exported so the backends keep importing it here.
+from ehr_agent.tools.spec import ToolSpec
+
+__all__ = ["ChatMessage", "ChatModel", "ChatResult", "ModelError", "TokenCallback", "ToolCall", "ToolSpec"]
+
 
 class ToolCall(BaseModel):
     """One call of a tool by the model."""
@@ -30,14 +35,6 @@ class ChatMessage(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
-
-
-class ToolSpec(BaseModel):
-    """A tool as the model sees it: name, description and JSON schema of its arguments."""
-
-    name: str
-    description: str
-    parameters: dict[str, Any]
 
 
 class ChatResult(BaseModel):

@@ -288,6 +288,17 @@ class FHIRStore(abc.ABC):
         del last
         return merged
 
+    def data_version(self) -> str:
+        """An opaque token that changes whenever the store's data changes; ``""`` when the store cannot tell.
+
+        Callers key caches of what they read on it (the tools' record cache does),
+        so data loaded while a process keeps asking questions is noticed. Compare tokens for equality only;
+        their content means nothing. ``""`` means "unknown": a cache keyed on it is never invalidated by the
+        store, and the caller must drop it itself when it knows the data changed. It must be cheap (it is
+        asked before every cached read), so a store answers it without scanning its data.
+        """
+        return ""
+
     def patient_ids(self) -> list[str]:
         """Ids of every Patient in the store, sorted."""
         return sorted(r["id"] for r in self.search_all("Patient", {"_elements": "id"}))

@@ -11,6 +11,10 @@ Reference handling, in order:
 3. Conditional references (``Practitioner?identifier=system|value``) are resolved against the store.
    One that cannot be resolved yet is kept as written, recorded in the ``unresolved`` table, and retried
    at the end of every load, so loading the missing bundle later resolves it.
+
+The loader writes through :class:`LoadTarget`, the store's small public write interface (the embedded
+:class:`tools.store.sqlite_store.SQLiteStore` implements it); it imports no store module, so the
+dependency points one way: the store's ``load`` method calls this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -24,19 +28,16 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol, runtime_checkable
 
 import orjson
 from pydantic import BaseModel, Field
 
-from .base import SearchError, normalize_params
+from .base import Params, SearchError, normalize_params
 from .validation import DEFAULT_LEVEL, LEVELS, InvalidResource, check_resource_type, validate_level
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .sqlite_store import SQLiteStore
 
 SUPPORTED_SUFFIXES = (".json", ".json.gz", ".json.bz2", ".ndjson", ".ndjson.gz", ".ndjson.bz2")
 LOADABLE_BUNDLE_TYPES = {"transaction", "batch", "collection", "searchset", "document"}
@@ -269,10 +270,39 @@ class PreparedResource:
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # (reference, reason)
 
 
+#: ``resolve(resource, references) -> (resolved, still unresolved (reference, reason) pairs, new content hash)``
+ResolveFn = Callable[[dict, list[str]], tuple[int, list[tuple[str, str]], str]]
+
+
+@runtime_checkable
+class LoadTarget(Protocol):
+    """The write interface a store offers the loader, and only the loader (the agent reads; it never writes).
+
+    Each method runs its own transaction; see :class:`tools.store.sqlite_store.SQLiteStore` for the embedded
+    implementation."""
+
+    def resolve_conditional(self, rtype: str, params: Params) -> list[str]:
+        """Ids of ``rtype`` matching a conditional query, including what the file being written wrote so far."""
+        ...
+
+    def write_file(self, chunks: Iterable[Sequence[PreparedResource]], source_file: str,
+                   before_commit: Callable[[], None] | None = None) -> dict[str, int]:
+        """Write one file's prepared chunks atomically; returns inserted/updated/unchanged counts."""
+        ...
+
+    def retry_unresolved(self, resolve: ResolveFn) -> int:
+        """Offer every resource with unresolved conditional references to ``resolve``; returns how many resolved."""
+        ...
+
+    def unresolved_references(self) -> list[UnresolvedReference]:
+        """Every reference that still points at nothing."""
+        ...
+
+
 class Resolver:
     """Resolves conditional references and conditional creates against the store (cached per load)."""
 
-    def __init__(self, store: "SQLiteStore"):
+    def __init__(self, store: LoadTarget):
         self.store = store
         self.cache: dict[str, str | None] = {}
 
@@ -282,7 +312,7 @@ class Resolver:
         if key in self.cache:
             hit = self.cache[key]
             return hit, "" if hit else self._reason(rtype, query)
-        ids = self.store._resolve_conditional(rtype, normalize_params(query))
+        ids = self.store.resolve_conditional(rtype, normalize_params(query))
         hit = f"{rtype}/{ids[0]}" if len(ids) == 1 else None
         if hit or not ids:  # ambiguous results are not cached: loading more data cannot fix them
             self.cache[key] = hit
@@ -296,6 +326,27 @@ class Resolver:
 
     def remember(self, rtype: str, query: str, ref: str) -> None:
         self.cache[f"{rtype}?{query}"] = ref
+
+    def resolve_later(self, resource: dict, refs: list[str]) -> tuple[int, list[tuple[str, str]], str]:
+        """Resolve the conditional references ``refs`` of a stored resource again, in place (a :data:`ResolveFn`
+        for :meth:`LoadTarget.retry_unresolved`): (how many resolved, those still unresolved with why, new hash)."""
+        fixed = 0
+        still: list[tuple[str, str]] = []
+        for holder in _walk_references(resource):
+            ref = holder["reference"]
+            if ref not in refs:
+                continue
+            ctype, _, query = ref.partition("?")
+            try:
+                hit, reason = self.lookup(ctype, query)
+            except SearchError as err:
+                hit, reason = None, err.message
+            if hit:
+                holder["reference"] = hit
+                fixed += 1
+            else:
+                still.append((ref, reason))
+        return fixed, still, content_hash(resource) if fixed else ""
 
 
 def validation_level(validate: bool | str | None) -> str | None:
@@ -479,7 +530,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def load_paths(
-    store: "SQLiteStore",
+    store: LoadTarget,
     paths: Iterable[str | os.PathLike],
     *,
     validate: bool | str = True,
@@ -532,7 +583,7 @@ def load_paths(
                             report.resources[k] = report.resources.get(k, 0) + v
                         yield prepared
 
-                stats = store._write_prepared(chunks(), str(path))
+                stats = store.write_file(chunks(), str(path))
                 report.inserted, report.updated, report.unchanged = stats["inserted"], stats["updated"], stats["unchanged"]
             except RefusedFile as err:
                 pending.pop(idx, None)
@@ -550,7 +601,8 @@ def load_paths(
             bar[0].stop()
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
-    summary.resolved_later = store._retry_unresolved()
+    # a fresh resolver: the load's cache remembers misses that the whole load may since have fixed
+    summary.resolved_later = store.retry_unresolved(Resolver(store).resolve_later)
     summary.unresolved = store.unresolved_references()
     summary.seconds = time.perf_counter() - t0
     return summary

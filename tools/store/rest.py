@@ -177,6 +177,13 @@ class RESTStore(FHIRStore):
             url += "?" + encode_params(pairs)
         return self._get(url, what=f"Patient/{patient_id}/$everything")
 
+    def data_version(self) -> str:
+        """Always ``""`` ("cannot tell"): FHIR R4 gives no cheap, store-wide change token. A server's
+        ``_history`` or ``_lastUpdated`` search would cost a round trip per cached read and is not offered by
+        every server, so none is invented here; whoever loads data into the server drops the caches built
+        over it (e.g. with a new tool session or record cache)."""
+        return ""
+
     def close(self) -> None:
         """Close the HTTP connection pool (unless the caller supplied the client)."""
         if self._own_client:

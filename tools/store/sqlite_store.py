@@ -3,6 +3,10 @@
 Resources are stored as JSON; search parameters live in index tables written by the search engine
 (:mod:`tools.store.search`). Readers open the database read-only (``mode=ro``), so code that only holds a
 store for asking questions cannot write to it even by mistake; only :meth:`SQLiteStore.load` writes.
+The loader (:mod:`tools.store.loader`) writes through the store's small public write interface
+(:class:`tools.store.loader.LoadTarget`: ``resolve_conditional``, ``write_file``, ``retry_unresolved``,
+``unresolved_references``); the agent never calls it. This module imports the loader (for :meth:`load`),
+never the other way round.
 Connections are per thread, so the REST facade and concurrent evaluation runs can share one store.
 """
 
@@ -13,7 +17,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,6 +26,7 @@ import orjson
 from . import search as engine
 from .base import FHIRStore, NotFound, Params, ParamsLike, SearchError, StoreError, normalize_params, parse_search_path
 from .compartment import patient_compartments
+from .loader import LoadSummary, PreparedResource, UnresolvedReference, load_paths
 from .search.parse import MAX_OFFSET, parse_int
 
 DB_NAME = "store.sqlite"
@@ -52,6 +57,21 @@ CREATE INDEX IF NOT EXISTS unresolved_rid ON unresolved(rid);
 
 # Changes whenever the tables or the index extraction change, so an old store is detected, not misread.
 SCHEMA_FINGERPRINT = hashlib.sha1((CORE_DDL + engine.INDEX_DDL + getattr(engine, "INDEX_VERSION", "")).encode()).hexdigest()[:12]
+
+
+# The meta row counting committed writes: :meth:`SQLiteStore.data_version` reads it. A row of the meta table,
+# not a schema change, so stores written before it existed still open (they read as version "0").
+DATA_VERSION_KEY = "data_version"
+_BUMP_DATA_VERSION = (
+    "INSERT INTO meta(key, value) VALUES(?, '1') "
+    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
+
+
+def _bump_data_version(w: sqlite3.Connection) -> None:
+    """Count one more change of the data, inside the writer's open transaction (so it commits with the change,
+    or rolls back with it, and a reader in any process sees both or neither)."""
+    w.execute(_BUMP_DATA_VERSION, (DATA_VERSION_KEY,))
 
 
 def _dumps(resource: dict) -> str:
@@ -198,6 +218,16 @@ class SQLiteStore(FHIRStore):
             engine.execute_everything, self._conn(), patient_id, start, end, count=count, offset=0, base_url=self.base_url
         )
 
+    def data_version(self) -> str:
+        """The count of committed writes that changed the data (``"0"`` for a store never changed since this
+        counter exists). Each loaded file that inserts or updates a resource, and each late resolution of
+        references, bumps it in the transaction that writes the data, so a load by another store object or
+        another process is seen at the next call: this connection reads outside any transaction, and every
+        statement sees the latest commit. One primary-key lookup: a few microseconds."""
+        # fetchall: a statement left unfinished would hold its read snapshot open and hide later commits
+        rows = self._conn().execute("SELECT value FROM meta WHERE key=?", (DATA_VERSION_KEY,)).fetchall()
+        return str(rows[0][0]) if rows else "0"
+
     def patient_ids(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT id FROM resources WHERE type='Patient' ORDER BY id")]
 
@@ -213,10 +243,8 @@ class SQLiteStore(FHIRStore):
         ).fetchall()
         return {r[0] for r in rows}
 
-    def unresolved_references(self):
+    def unresolved_references(self) -> list[UnresolvedReference]:
         """Every reference that points at nothing in the store, with why."""
-        from .loader import UnresolvedReference
-
         rows = self._conn().execute(
             "SELECT r.type || '/' || r.id, u.reference, u.reason, u.source_file FROM unresolved u JOIN resources r ON r.rid=u.rid ORDER BY 1, 2"
         ).fetchall()
@@ -224,20 +252,20 @@ class SQLiteStore(FHIRStore):
 
     # ------------------------------------------------------------------------------------ writes
     def load(self, paths: Iterable[str | os.PathLike], *, validate: bool | str = True, progress: bool = False,
-             workers: int | None = None):
+             workers: int | None = None) -> LoadSummary:
         """Load bundle/NDJSON files and directories. Returns a :class:`tools.store.loader.LoadSummary`.
 
         Each file is atomic; a refused file is reported, never raised, and leaves the store unchanged.
         ``validate``: True (index-level checks, the default), ``"strict"`` (plus ``fhir.resources``) or False.
         ``workers`` validation processes run ahead of the writer (default: up to 2; 0 validates inline).
         """
-        from .loader import load_paths
-
         self.close()  # drop a read connection that would otherwise keep an old snapshot
         return load_paths(self, paths, validate=validate, progress=progress, workers=workers)
 
-    def _resolve_conditional(self, rtype: str, params: Params) -> list[str]:
-        """Ids matching a conditional reference/create query (during loading)."""
+    # The loader's write interface (tools.store.loader.LoadTarget). -------------------------------
+    def resolve_conditional(self, rtype: str, params: Params) -> list[str]:
+        """Ids matching a conditional reference/create query (the loader's; read inside the write in
+        progress, so a file's own earlier resources count)."""
         if len(params) == 1 and params[0][0] == "identifier":
             system, sep, value = params[0][1].rpartition("|")
             sql = "SELECT DISTINCT r.id FROM identifiers i JOIN resources r ON r.rid=i.rid WHERE i.type=? AND i.value=?"
@@ -253,13 +281,16 @@ class SQLiteStore(FHIRStore):
 
     _active_writer: sqlite3.Connection | None = None
 
-    def _write_prepared(self, chunks, source_file: str, before_commit=None) -> dict[str, int]:
-        """Write one source file, given as an iterable of prepared chunks, in a single transaction (all or
+    def write_file(self, chunks: Iterable[Sequence[PreparedResource]], source_file: str,
+                   before_commit: Callable[[], None] | None = None) -> dict[str, int]:
+        """The loader's: write one source file, given as an iterable of prepared chunks, in a single transaction (all or
         nothing). ``before_commit`` may raise to refuse the file after everything was written.
 
         Rows are written in batches per chunk (one ``executemany`` per table): per-row calls into SQLite
         cost more than the inserts themselves. Row ids are assigned here, which is safe because the
         transaction holds SQLite's write lock from its first statement (BEGIN IMMEDIATE).
+        ``chunks`` is consumed inside the transaction, so lookups it makes through
+        :meth:`resolve_conditional` see what the file wrote before them. Returns inserted/updated/unchanged.
         """
         stats = {"inserted": 0, "updated": 0, "unchanged": 0}
         with self._writer() as w:
@@ -300,6 +331,8 @@ class SQLiteStore(FHIRStore):
                     batch.flush(w)
                 if before_commit is not None:
                     before_commit()
+                if stats["inserted"] or stats["updated"]:
+                    _bump_data_version(w)
                 w.execute("COMMIT")
             except BaseException:
                 w.execute("ROLLBACK")
@@ -334,11 +367,12 @@ class SQLiteStore(FHIRStore):
         batch.add_derived(key, res, unresolved, source_file)
         batch.flush(w)
 
-    def _retry_unresolved(self) -> int:
-        """Try every unresolved reference again (its target may have been loaded since). Returns how many resolved."""
-        from .loader import Resolver
-
-        resolver = Resolver(self)
+    def retry_unresolved(self, resolve: Callable[[dict, list[str]], tuple[int, list[tuple[str, str]], str]]) -> int:
+        """The loader's: offer every resource holding unresolved conditional references to ``resolve``, in
+        one write transaction (its targets may have been loaded since). ``resolve(resource, references)``
+        rewrites what it can resolve in place and returns (how many it resolved, the ``(reference, reason)``
+        pairs still unresolved, the resource's new content hash); a resource with any resolved is rewritten
+        with its index rows. Returns how many references were resolved."""
         fixed = 0
         with self._writer() as w:
             self._active_writer = w
@@ -353,34 +387,18 @@ class SQLiteStore(FHIRStore):
                 for key, ref, doc in rows:
                     by_rid.setdefault(key, (json.loads(doc), []))[1].append(ref)
                 for key, (res, refs) in by_rid.items():
-                    changed = False
-                    from .loader import _walk_references, content_hash
-
-                    still: list[tuple[str, str]] = []
-                    for holder in _walk_references(res):
-                        ref = holder["reference"]
-                        if ref not in refs:
-                            continue
-                        ctype, _, query = ref.partition("?")
-                        try:
-                            hit, reason = resolver.lookup(ctype, query)
-                        except SearchError as err:
-                            hit, reason = None, err.message
-                        if hit:
-                            holder["reference"] = hit
-                            changed = True
-                            fixed += 1
-                        else:
-                            still.append((ref, reason))
-                    if changed:
+                    n, still, h = resolve(res, refs)
+                    if n:
+                        fixed += n
                         src = w.execute("SELECT source_file FROM unresolved WHERE rid=? LIMIT 1", (key,)).fetchone()
-                        h = content_hash(res)
                         w.execute(
                             "UPDATE resources SET hash=?, json=? WHERE rid=?",
                             (h, json.dumps(res, separators=(",", ":")), key),
                         )
                         self._delete_derived(w, key)
                         self._write_derived(w, key, res, still, src[0] if src else None)
+                if fixed:
+                    _bump_data_version(w)
                 w.execute("COMMIT")
             except BaseException:
                 if w.in_transaction:
