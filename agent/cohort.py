@@ -39,10 +39,6 @@ from ehr_agent.agent.state import AgentState
 from ehr_agent.tools.cohort_tools import CITE_KINDS, CohortSession
 from ehr_agent.tools.store.base import FHIRStore, StoreError
 
-#: what the state holds as ``patient_id`` in a cohort run (every patient); no tool reads it
-COHORT = "*"
-
-
 class CohortInput(TypedDict, total=False):
     """What a caller passes to ``invoke``/``stream``."""
 
@@ -103,11 +99,8 @@ class CohortMode:
     def begin(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
         """Start a question: system prompt, earlier turns of the thread, the question."""
         question = str(state.get("question") or "").strip()
-        fresh: dict[str, Any] = fresh_question(time.perf_counter()) | {
-            "patient_id": COHORT, "resolved_as_of": "",
-            # Queries cited must have run in THIS question, so evidence never carries over.
-            "evidence": {}, "computed": [], "evidence_patient": COHORT,
-        }
+        # Queries cited must have run in THIS question, so evidence never carries over.
+        fresh: dict[str, Any] = fresh_question(time.perf_counter()) | {"evidence": {}, "computed": []}
         if not question:
             return fresh | {"route": "finish", "error": "a question is required",
                             "draft": "No answer: a question is required."}
