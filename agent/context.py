@@ -19,31 +19,17 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, TypeVar
 
 from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
 from ehr_agent.agent.configuration import AgentSettings
-from ehr_agent.agent.models.base import ChatModel, ToolSpec
+from ehr_agent.agent.models.base import ChatModel
 from ehr_agent.tools.store.base import FHIRStore
+from ehr_agent.tools.toolkit import Toolkit  # the one protocol; re-exported for graph callers
 
 T = TypeVar("T")
-
-
-@runtime_checkable
-class Toolkit(Protocol):
-    """What the shared graph nodes call on a tool session (``PatientSession`` or ``CohortSession``)."""
-
-    store: Any
-
-    def tool_specs(self) -> list[ToolSpec]:
-        """The tools the model is shown."""
-        ...
-
-    def call(self, name: str, arguments: dict | None) -> Any:
-        """Run one tool call; returns a ``ToolOutput`` (text, evidence, computed, proofs, refused, error)."""
-        ...
 
 
 class SessionCache:

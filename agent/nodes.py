@@ -7,7 +7,7 @@ into state (``error``), so the graph never raises to its caller.
 One set of nodes (:class:`AgentNodes`) serves the patient graph and the cohort graph. What differs is a
 *mode* (:class:`GraphMode`): the first node (``manifest`` for a patient, ``start`` for a cohort), the
 toolkit the tools run on (a :class:`tools.patient_tools.PatientSession` or a
-:class:`tools.cohort_tools.CohortSession`, both :class:`agent.context.Toolkit`), the check and the
+:class:`tools.cohort_tools.CohortSession`, both :class:`tools.toolkit.Toolkit`), the check and the
 repair prompt. :class:`PatientMode` is here; the cohort mode lives in :mod:`agent.cohort`.
 
 A run's store, model, index and settings come from LangGraph's runtime context
@@ -35,7 +35,8 @@ from ehr_agent import prompts
 from ehr_agent.agent.citations import CitationReport, attach_citations, check_answer
 from ehr_agent.agent.claims import ClaimChecker
 from ehr_agent.agent.configuration import AgentSettings
-from ehr_agent.agent.context import EHRContext, Toolkit
+from ehr_agent.agent.context import EHRContext
+from ehr_agent.tools.toolkit import Toolkit
 from ehr_agent.agent.lc import LangChainChat, to_chat_messages, to_lc_message, usage_of
 from ehr_agent.agent.models.base import ChatMessage, ChatResult, ModelError, ToolCall
 from ehr_agent.agent.schema import AnswerResult
