@@ -16,7 +16,6 @@ with the number the answer states::
 from __future__ import annotations
 
 import functools
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,8 @@ from typing_extensions import TypedDict  # pydantic (LangGraph's JSON schemas) n
 
 from ehr_agent import prompts
 from ehr_agent.agent.citations import CitationReport
+from ehr_agent.agent.align import align_call
+from ehr_agent.agent.cohort_answer import compose_answer
 from ehr_agent.agent.cohort_citations import check_cohort_answer
 from ehr_agent.agent.configuration import AgentSettings
 from ehr_agent.agent.context import EHRContext, SessionCache
@@ -90,11 +91,13 @@ class CohortMode:
         """The constrained first turn of a cohort question is the answer-shaped count."""
         return ("cohort_count",)
 
-    def prepare_calls(self, calls: list[ToolCall], state: AgentState) -> list[ToolCall]:
-        """Hold ``cohort_count`` to what the question says: a small model adds a year to "have ever had"
-        questions and counts stays when asked for women; the question's words decide."""
+    def prepare_calls(self, calls: list[ToolCall], state: AgentState, ctx: EHRContext) -> list[ToolCall]:
+        """Hold ``cohort_count`` to what the question says (:func:`~ehr_agent.agent.align.align_call`): a small
+        model adds a year to "have ever had" questions, counts stays when asked for women, and shortens the
+        thing counted; the question's words decide."""
         question = state.get("question") or ""
-        return [c.model_copy(update={"arguments": align_count_args(c.arguments, question)})
+        session = self.toolkit(ctx)
+        return [c.model_copy(update={"arguments": align_call(c.name, c.arguments, question, session.names_something)})
                 if c.name == "cohort_count" and isinstance(c.arguments, dict) else c for c in calls]
 
     def begin(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
@@ -124,6 +127,21 @@ class CohortMode:
             evidence={k: v for k, v in evidence.items() if not is_query_key(k)}, question=state.get("question") or "")
         _writer()({"type": "check", "verified": report.verified, "citations": report.citations,
                    "unsupported": report.unsupported, "auto_cited": []})
+        if not report.verified:
+            # The count tool printed its answer as a sentence with its citation; when the model's own sentence
+            # fails, that sentence (for a count that ran in this question) is checked in its place, which
+            # saves a repair turn that a small model often spends restating the instructions.
+            composed = compose_answer([str(m.content) for m in state.get("messages") or []
+                                       if getattr(m, "type", "") == "tool"], [k for k in evidence if is_query_key(k)])
+            if composed:
+                again = check_cohort_answer(
+                    composed, ran=[k for k in evidence if is_query_key(k)], recount=session.recount,
+                    evidence={k: v for k, v in evidence.items() if not is_query_key(k)},
+                    question=state.get("question") or "")
+                if again.verified:
+                    report, draft = again, composed
+                    _writer()({"type": "check", "verified": True, "citations": again.citations, "unsupported": [],
+                               "auto_cited": [], "composed": True})
         repairs = int(state.get("repairs") or 0)
         route_to = "finish" if report.verified or repairs >= ctx.agent_settings.max_repairs else "repair"
         if route_to == "finish" and not report.verified and not set(report.citations) & set(evidence):
@@ -142,23 +160,6 @@ class CohortMode:
         counts = [f"[{k}] = {v.rsplit(': ', 1)[-1]}" for k, v in evidence.items() if is_query_key(k)]
         return render("repair", problems="\n".join(f"- {p}" for p in report.problems()),
                       evidence="\n".join(counts[-ctx.agent_settings.evidence_in_answer_prompt:]) or "(none)")
-
-
-_YEARISH = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(since|before|after|between|during|year|month)\b", re.I)
-_WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|persons|individuals|women|men|"
-                  r"children|kids|females|males)\b", re.I)
-
-
-def align_count_args(args: dict, question: str) -> dict:
-    """``cohort_count`` arguments with no period the question does not name, and counting patients when the
-    question asks how many patients (people, women...)."""
-    out = dict(args)
-    if question and not _YEARISH.search(question):
-        out.pop("start", None)
-        out.pop("end", None)
-    if question and _WHO.search(question):
-        out["count"] = "patients"
-    return out
 
 
 def build_cohort_graph(context: EHRContext | FHIRStore | None = None, model: ChatModel | None = None,

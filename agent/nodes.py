@@ -35,6 +35,7 @@ from ehr_agent import prompts
 from ehr_agent.agent.citations import CitationReport, attach_citations, check_answer
 from ehr_agent.agent.claims import ClaimChecker
 from ehr_agent.agent.configuration import AgentSettings
+from ehr_agent.agent.align import align_call
 from ehr_agent.agent.context import EHRContext
 from ehr_agent.tools.toolkit import Toolkit
 from ehr_agent.agent.lc import LangChainChat, to_chat_messages, to_lc_message, usage_of
@@ -102,7 +103,7 @@ class GraphMode(Protocol):
         """Tools the constrained first turn may call."""
         ...
 
-    def prepare_calls(self, calls: list[ToolCall], state: AgentState) -> list[ToolCall]:
+    def prepare_calls(self, calls: list[ToolCall], state: AgentState, ctx: EHRContext) -> list[ToolCall]:
         """The model's calls as they will run (a mode may hold their arguments to what the question says)."""
         ...
 
@@ -129,8 +130,11 @@ class PatientMode:
     def first_call_tools(self, settings: AgentSettings) -> tuple[str, ...]:
         return tuple(settings.first_call_tools)
 
-    def prepare_calls(self, calls: list[ToolCall], state: AgentState) -> list[ToolCall]:
-        return calls
+    def prepare_calls(self, calls: list[ToolCall], state: AgentState, ctx: EHRContext) -> list[ToolCall]:
+        """``lookup`` calls held to the day the question names (:func:`~ehr_agent.agent.align.align_call`)."""
+        question = state.get("question") or ""
+        return [c.model_copy(update={"arguments": align_call(c.name, c.arguments, question)})
+                if c.name == "lookup" and isinstance(c.arguments, dict) else c for c in calls]
 
     def begin(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
         """Start a question: resolve as-of, check the patient exists, put the record overview in the prompt."""
@@ -333,7 +337,7 @@ class AgentNodes:
         session = self.mode.toolkit(ctx, state)
         messages = list(state.get("messages") or [])
         last = to_chat_messages(messages[-1:])[0]
-        calls = self.mode.prepare_calls(list(last.tool_calls), state)
+        calls = self.mode.prepare_calls(list(last.tool_calls), state, ctx)
         if calls != last.tool_calls:
             # The state shows the calls as they ran.
             messages[-1] = to_lc_message(last.model_copy(update={"tool_calls": calls}), id=getattr(messages[-1], "id", None))

@@ -40,3 +40,19 @@ def test_cohort_count_drops_an_unasked_period_counts_patients_and_keeps_the_phra
 def test_other_tools_and_empty_questions_pass_unchanged():
     assert align_call("observations", {"text": "a1c"}, "What was her A1c on Dec 30 2016?") == {"text": "a1c"}
     assert align_call("lookup", {"op": "latest", "what": "weight"}, "") == {"op": "latest", "what": "weight"}
+
+
+def test_graph_runs_the_aligned_lookup(fixture_store):
+    """Scripted model: it asks for the latest A1c although the question names a day; the graph runs on_date."""
+    import json
+
+    from ehr_agent.agent.models.scripted import ScriptedModel
+    from ehr_agent.agent.runner import answer
+    from tests.conftest import ALICE
+
+    call = "```tool_call\n" + json.dumps({"tool": "lookup", "arguments": {"op": "latest", "what": "A1c"}}) + "\n```"
+    ref = "Observation/5266f49a-356f-56ca-b040-7baa3615fedc"
+    model = ScriptedModel([call, f"Her HbA1c was 6.8 % on 2019-09-30 [{ref}]."])
+    r = answer(fixture_store, ALICE, "What was her A1c at the Sept 30, 2019 visit?", model=model)
+    assert r.tool_calls[0]["arguments"] == {"op": "on_date", "what": "A1c", "date": "2019-09-30"}
+    assert r.verified and r.citations == [ref], r

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from ehr_agent.agent.cohort import answer_cohort, build_cohort_graph
+from ehr_agent.agent.cohort_citations import check_cohort_answer
 from ehr_agent.agent.configuration import AgentSettings
 from ehr_agent.agent.eval.cohort_script import tool_call
 from ehr_agent.agent.models.scripted import ScriptedModel
@@ -18,6 +19,12 @@ QUESTION = "How many inpatient stays did male patients have in 2010?"
 KEY = "query:Encounter?class=IMP&date=2010&patient.gender=male"
 COUNT_CALL = tool_call("count_resources", {"resource_type": "Encounter",
                                            "params": {"patient.gender": "male", "class": "IMP", "date": "2010"}})
+
+
+def _raw(rtype: str) -> list[dict]:
+    docs = [json.loads(f.read_text()) for f in sorted(FIXTURES.glob("*.json"))]
+    return [e["resource"] for d in docs if isinstance(d, dict) for e in d.get("entry", [])
+            if e["resource"]["resourceType"] == rtype]
 
 
 def _raw_male_stays_2010() -> int:
@@ -194,13 +201,30 @@ def test_failed_cohort_answer_reads_as_could_not_answer(fixture_store):
     assert "was not run" not in r.answer and "Rewrite the answer" not in r.answer
 
 
-def test_a_count_limited_to_a_period_the_question_never_named_is_flagged(fixture_store):
-    """Scripted model: asked 'ever', it counts 2010 only (seen with the embedded model); the check flags it."""
+def test_a_count_limited_to_a_period_the_question_never_named_is_flagged():
+    """The check alone: a count of 2010 only, cited for an 'ever' question, is unsupported; the same count for
+    a question that names 2010 passes."""
+    key = "query:Encounter?class=IMP&date=2010"
+    kw = dict(ran=[key], recount=lambda k: 2, evidence={})
+    flagged = check_cohort_answer(f"There were 2 hospital stays [{key}].",
+                                  question="How many hospital stays are in the data?", **kw)
+    assert not flagged.verified and "counts only 2010" in " ".join(flagged.unsupported_reasons or flagged.problems())
+    assert check_cohort_answer(f"There were 2 hospital stays in 2010 [{key}].",
+                               question="How many hospital stays were there in 2010?", **kw).verified
+
+
+def test_graph_drops_the_unasked_period_and_answers_from_the_count_that_ran(fixture_store):
+    """Scripted model: asked 'ever', it counts 2010 only and cites that count (seen with the embedded model).
+    The period is dropped before the tool runs, so the 2010 count never ran; the model's sentence fails, and
+    the count tool's own answer for all years is checked in its place."""
     call = tool_call("cohort_count", {"what": "hospital stays", "count": "records", "start": "2010", "end": "2010"})
     key = "query:Encounter?class=IMP&date=2010"
     model = ScriptedModel([call, f"There were 2 hospital stays [{key}].", f"There were 2 hospital stays [{key}]."])
     r = answer_cohort(fixture_store, "How many hospital stays are in the data?", model=model)
-    assert not r.verified and r.unsupported
+    everything = sum(1 for e in _raw("Encounter") if e["class"]["code"] == "IMP")
+    assert r.verified and r.citations == ["query:Encounter?class=IMP"], r
+    assert r.answer.startswith(f"{everything} Encounter records"), r.answer
+    assert "date=2010" not in r.answer
 
 
 def test_cohort_count_falls_back_from_a_wrong_kind(fixture_store):
@@ -212,7 +236,7 @@ def test_cohort_count_falls_back_from_a_wrong_kind(fixture_store):
 
 
 def test_count_arguments_follow_the_question():
-    from ehr_agent.agent.cohort import align_count_args
+    from ehr_agent.agent.align import align_count_args
 
     args = {"what": "prediabetes", "count": "records", "start": "2010", "end": "2010"}
     assert align_count_args(args, "How many people in the data have had prediabetes?") == {

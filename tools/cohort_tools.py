@@ -394,6 +394,14 @@ class CohortSession:
         cache[rtype] = list(found.values())
         return cache[rtype]
 
+    def names_something(self, phrase: str) -> bool:
+        """Whether ``phrase`` names a concept of the store's conditions, vaccines, drugs, visits, procedures
+        or allergies (what ``cohort_count`` can count)."""
+        from ehr_agent.tools import vocabulary as vocab
+
+        return any(vocab.resolve(phrase, self.concepts(t)) for t in
+                   ("Condition", "Immunization", "MedicationRequest", "Encounter", "Procedure", "AllergyIntolerance"))
+
     def cohort_count(self, a: CohortCountArgs) -> tuple[CountResult | None, list, str]:
         """Resolve ``a.what`` among the store's codes, build the FHIR search, count; (result, matches, type)."""
         from ehr_agent.tools import vocabulary as vocab
