@@ -2,10 +2,10 @@
 
 ``start`` -> ``agent`` <-> ``tools`` ... ``agent`` -> ``check`` -> (``repair`` -> ``agent``) -> ``finish``;
 ``limit`` ends a run that used up its steps. The model turn, tool loop, step limit and result assembly are
-the patient graph's own nodes (:class:`agent.nodes.AgentNodes`); this module swaps in the cohort tools
-(:class:`tools.cohort_tools.CohortSession`), a cohort prompt, and the cohort citation check
-(:mod:`agent.cohort_citations`), which re-runs every cited query and compares its count with the number
-the answer states::
+the nodes the patient graph uses too (:class:`agent.nodes.AgentNodes`); this module's :class:`CohortMode`
+gives them the cohort tools (:class:`tools.cohort_tools.CohortSession`), a cohort prompt, and the cohort
+citation check (:mod:`agent.cohort_citations`), which re-runs every cited query and compares its count
+with the number the answer states::
 
     from ehr_agent.agent.cohort import answer_cohort
     result = answer_cohort(store, "How many patients received the HPV vaccine in 2015?", model=model)
@@ -15,32 +15,29 @@ the answer states::
 
 from __future__ import annotations
 
+import functools
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypedDict
 
-from langchain_core.runnables import RunnableConfig
+from langchain_core.messages import BaseMessage
 from langgraph.config import get_stream_writer
 
+from ehr_agent import prompts
 from ehr_agent.agent.citations import CitationReport
 from ehr_agent.agent.cohort_citations import check_cohort_answer
 from ehr_agent.agent.configuration import AgentSettings
-from ehr_agent.agent.models.base import ChatMessage, ChatModel
-from ehr_agent.agent.graph import assemble_graph
-from ehr_agent.agent.nodes import AgentNodes
+from ehr_agent.agent.context import EHRContext, SessionCache
+from ehr_agent.agent.graph import _context, assemble_graph
+from ehr_agent.agent.lc import to_lc_message
+from ehr_agent.agent.models.base import ChatMessage, ChatModel, ToolCall
+from ehr_agent.agent.nodes import fresh_question, history_messages
 from ehr_agent.agent.runner import run_graph
-from ehr_agent import prompts
 from ehr_agent.agent.schema import AnswerResult
 from ehr_agent.agent.state import AgentState
 from ehr_agent.tools.cohort_tools import CITE_KINDS, CohortSession
 from ehr_agent.tools.store.base import FHIRStore, StoreError
-
-#: what the patient-shaped state holds as ``patient_id`` in a cohort run (every patient)
-COHORT = "*"
-
 
 class CohortInput(TypedDict, total=False):
     """What a caller passes to ``invoke``/``stream``."""
@@ -60,8 +57,8 @@ def _writer():
         return lambda _chunk: None
 
 
-def _msg(role: str, content: str) -> dict[str, Any]:
-    return ChatMessage(role=role, content=content).model_dump(exclude_defaults=True) | {"role": role}
+def _msg(role: str, content: str) -> BaseMessage:
+    return to_lc_message(ChatMessage(role=role, content=content))
 
 
 def is_query_key(key: str) -> bool:
@@ -69,78 +66,56 @@ def is_query_key(key: str) -> bool:
     return key.split(":", 1)[0] in CITE_KINDS and ":" in key
 
 
-class CohortNodes(AgentNodes):
-    """The patient graph's nodes with cohort tools, prompt and citation check.
+class CohortMode:
+    """The cohort graph: cohort tools, prompt and citation check for the shared nodes.
 
-    The inherited ``agent``, ``tools``, ``limit`` and ``finish`` nodes call :meth:`session`, which here
-    returns the store's :class:`CohortSession` whatever patient id the state holds. Which queries ran in a
-    question is read from the state's evidence (reset per question), so the session holds no per-question
-    state and one serves every run on a store.
+    Which queries ran in a question is read from the state's evidence (reset per question), so the
+    :class:`CohortSession` holds no per-question state and one serves every run on a store (at one data
+    version).
     """
 
-    def __init__(self, store: FHIRStore | None, model: ChatModel | None, settings: AgentSettings):
-        super().__init__(store, model, settings)  # type: ignore[arg-type]
-        self._cohort: OrderedDict[int, CohortSession] = OrderedDict()
-        self._cohort_lock = threading.Lock()
+    name = "ehr-agent-cohort"
+    first = "start"
 
-    def session(self, patient_id: str, as_of: str, config: RunnableConfig | None = None) -> Any:  # type: ignore[override]
-        """The cohort tools of this run's store (``patient_id`` and ``as_of`` do not apply)."""
-        store = self.deps(config)[0]
-        with self._cohort_lock:
-            s = self._cohort.get(id(store))
-            if s is None or s.store is not store:
-                s = CohortSession(store, max_rows=self.settings.max_rows, max_chars=self.settings.max_tool_chars)
-                self._cohort[id(store)] = s
-                while len(self._cohort) > 8:
-                    self._cohort.popitem(last=False)
-            return s
+    def toolkit(self, ctx: EHRContext, state: AgentState | None = None) -> CohortSession:
+        """The cohort tools of this run's store."""
+        store, s = ctx.store, ctx.agent_settings
+        version = store.data_version() if store is not None else ""
+        key = ("cohort", id(store), version, s.max_rows, s.max_tool_chars)
+        return ctx.sessions.get(key, store, lambda: CohortSession(store, max_rows=s.max_rows,
+                                                                   max_chars=s.max_tool_chars))
 
-    def tools(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        """Run the calls, after holding ``cohort_count`` to what the question says: a small model adds a year
-        to "have ever had" questions and counts stays when asked for women; the question's words decide."""
-        messages = list(state.get("messages") or [])
-        if messages:
-            last = ChatMessage.model_validate(messages[-1])
-            fixed = [c.model_copy(update={"arguments": align_count_args(c.arguments, state.get("question") or "")})
-                     if c.name == "cohort_count" and isinstance(c.arguments, dict) else c for c in last.tool_calls]
-            if fixed != last.tool_calls:
-                messages[-1] = last.model_copy(update={"tool_calls": fixed}).model_dump(exclude_defaults=True) | {
-                    "role": last.role}
-                state = {**state, "messages": messages}
-        return super().tools(state, config)
-
-    def first_call_tools(self) -> tuple[str, ...]:
+    def first_call_tools(self, settings: AgentSettings) -> tuple[str, ...]:
         """The constrained first turn of a cohort question is the answer-shaped count."""
         return ("cohort_count",)
 
-    def start(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    def prepare_calls(self, calls: list[ToolCall], state: AgentState) -> list[ToolCall]:
+        """Hold ``cohort_count`` to what the question says: a small model adds a year to "have ever had"
+        questions and counts stays when asked for women; the question's words decide."""
+        question = state.get("question") or ""
+        return [c.model_copy(update={"arguments": align_count_args(c.arguments, question)})
+                if c.name == "cohort_count" and isinstance(c.arguments, dict) else c for c in calls]
+
+    def begin(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
         """Start a question: system prompt, earlier turns of the thread, the question."""
         question = str(state.get("question") or "").strip()
-        fresh: dict[str, Any] = {
-            "started": time.perf_counter(), "steps": 0, "repairs": 0, "draft": "", "report": None, "tool_log": [],
-            "prompt_tokens": 0, "completion_tokens": 0, "model_seconds": 0.0, "error": None, "result": None,
-            "route": "agent", "manifest": "", "messages": [], "patient_id": COHORT, "resolved_as_of": "",
-            # Queries cited must have run in THIS question, so evidence never carries over.
-            "evidence": {}, "computed": [], "evidence_patient": COHORT,
-        }
+        # Queries cited must have run in THIS question, so evidence never carries over.
+        fresh: dict[str, Any] = fresh_question(time.perf_counter()) | {"evidence": {}, "computed": []}
         if not question:
             return fresh | {"route": "finish", "error": "a question is required",
                             "draft": "No answer: a question is required."}
         try:
-            patients = self.session(COHORT, "", config).store.count("Patient")
+            patients = self.toolkit(ctx).store.count("Patient")
         except StoreError as e:
             return fresh | {"route": "finish", "error": f"record store failed: {e.message}",
                             "draft": render("unknown", error=e.message)}
-        messages = [_msg("system", render("system"))]
-        for turn in (state.get("history") or [])[-4:]:
-            messages.append(_msg("user", turn["question"]))
-            messages.append(_msg("assistant", turn["answer"]))
-        messages.append(_msg("user", render("question", patients=patients, question=question)))
+        messages = [_msg("system", render("system")), *history_messages(state),
+                    _msg("user", render("question", patients=patients, question=question))]
         return fresh | {"messages": messages}
 
-    def check(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    def check(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
         """Verify the draft: cited queries ran, and re-running them gives the numbers stated."""
-        session = self.session(COHORT, "", config)
+        session = self.toolkit(ctx)
         evidence = state.get("evidence") or {}
         draft = state.get("draft") or ""
         report = check_cohort_answer(
@@ -149,7 +124,7 @@ class CohortNodes(AgentNodes):
         _writer()({"type": "check", "verified": report.verified, "citations": report.citations,
                    "unsupported": report.unsupported, "auto_cited": []})
         repairs = int(state.get("repairs") or 0)
-        route_to = "finish" if report.verified or repairs >= self.settings.max_repairs else "repair"
+        route_to = "finish" if report.verified or repairs >= ctx.agent_settings.max_repairs else "repair"
         if route_to == "finish" and not report.verified and not set(report.citations) & set(evidence):
             # The draft cites no count that ran: say so plainly, with the counts that did run, rather than
             # return a draft that may be the model echoing the repair instructions.
@@ -159,16 +134,13 @@ class CohortNodes(AgentNodes):
             report = report.model_copy(update={"marked_answer": honest})
         return {"report": report.model_dump(), "route": route_to, "draft": draft}
 
-    def repair(self, state: AgentState) -> dict[str, Any]:
-        """Send the failing sentences and the counts the tools returned back to the model."""
+    def repair_prompt(self, state: AgentState, ctx: EHRContext) -> str:
+        """The failing sentences and the counts the tools returned."""
         report = CitationReport.model_validate(state["report"])
         evidence = state.get("evidence") or {}
         counts = [f"[{k}] = {v.rsplit(': ', 1)[-1]}" for k, v in evidence.items() if is_query_key(k)]
-        text = render("repair", problems="\n".join(f"- {p}" for p in report.problems()),
-                      evidence="\n".join(counts[-self.settings.evidence_in_answer_prompt:]) or "(none)")
-        _writer()({"type": "repair", "problems": report.problems()})
-        messages = list(state.get("messages") or []) + [_msg("user", text)]
-        return {"messages": messages, "repairs": int(state.get("repairs") or 0) + 1}
+        return render("repair", problems="\n".join(f"- {p}" for p in report.problems()),
+                      evidence="\n".join(counts[-ctx.agent_settings.evidence_in_answer_prompt:]) or "(none)")
 
 
 _YEARISH = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(since|before|after|between|during|year|month)\b", re.I)
@@ -188,30 +160,24 @@ def align_count_args(args: dict, question: str) -> dict:
     return out
 
 
-def build_cohort_graph(store: FHIRStore | None, model: ChatModel | None, settings: AgentSettings | None = None, *,
+def build_cohort_graph(context: EHRContext | FHIRStore | None = None, model: ChatModel | None = None,
+                       settings: AgentSettings | None = None, *, store: FHIRStore | None = None,
                        checkpointer: Any = None):
-    """Compile the cohort graph over ``store`` with ``model`` (either may instead come per run in
-    ``config["configurable"]`` as ``ehr_store`` / ``ehr_model``).
+    """Compile the cohort graph. ``context`` is the default :class:`EHRContext` of runs that pass none
+    (``build_cohort_graph(store, model, settings)`` and ``store=``/``model=`` are short forms of one).
 
     Input: ``{"question"}``; output: ``{"result": AnswerResult-as-dict, "history"}``.
     """
-    settings = settings or AgentSettings()
-    nodes = CohortNodes(store, model, settings)
-    return assemble_graph(nodes, settings, first=("start", nodes.start), input_schema=CohortInput,
-                          checkpointer=checkpointer, name="ehr-agent-cohort")
+    if context is not None and not isinstance(context, EHRContext):
+        context, store = None, context  # the positional short form: (store, model, settings)
+    return assemble_graph(CohortMode(), _context(context, store, model, settings, None), input_schema=CohortInput,
+                          checkpointer=checkpointer)
 
 
-_GRAPHS: dict[str, Any] = {}
-_GRAPHS_LOCK = threading.Lock()
-
-
-def _shared_graph(settings: AgentSettings):
-    # Compile once per settings; each run's store and model travel in its config.
-    key = settings.model_dump_json()
-    with _GRAPHS_LOCK:
-        if key not in _GRAPHS:
-            _GRAPHS[key] = build_cohort_graph(None, None, settings)
-        return _GRAPHS[key]
+@functools.cache
+def shared_graph():
+    """The cohort graph :func:`answer_cohort` uses when given none: compiled once, no data and no caches."""
+    return build_cohort_graph()
 
 
 def answer_cohort(
@@ -222,15 +188,16 @@ def answer_cohort(
     settings: AgentSettings | None = None,
     graph: Any = None,
     on_event: Callable[[str, Any], None] | None = None,
+    sessions: SessionCache | None = None,
 ) -> AnswerResult:
     """Answer a question about all patients of ``store``; never raises.
 
-    ``graph`` reuses a graph from :func:`build_cohort_graph`; ``on_event(mode, chunk)`` receives the
-    LangGraph stream chunks (``"updates"`` per node, ``"custom"`` for tokens, tool calls and the check).
+    ``graph`` reuses a graph from :func:`build_cohort_graph`; ``sessions`` keeps the cohort tools (and their
+    caches) across calls; ``on_event(mode, chunk)`` receives the LangGraph stream chunks (``"updates"`` per
+    node, ``"custom"`` for tokens, tool calls and the check).
     """
-    g = graph or _shared_graph(settings or AgentSettings())
-    return run_graph(g, {"question": question}, {"configurable": {"ehr_store": store, "ehr_model": model}},
-                     on_event, who="the cohort agent")
+    ctx = EHRContext(store=store, model=model, settings=settings, sessions=sessions or SessionCache())
+    return run_graph(graph or shared_graph(), {"question": question}, ctx, on_event, who="the cohort agent")
 
 
-__all__ = ["CohortNodes", "answer_cohort", "build_cohort_graph", "is_query_key", "render"]
+__all__ = ["CohortMode", "answer_cohort", "build_cohort_graph", "is_query_key", "render"]

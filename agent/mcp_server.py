@@ -199,6 +199,10 @@ class EHRTools:
         self.find_limit = find_limit or self.settings.max_rows
         self._model_factory = model_factory
         self._sessions: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        # The agent's own tool sessions for `ask` (its settings bound rows differently from the tools above).
+        from ehr_agent.agent.context import SessionCache
+
+        self._agent_sessions = SessionCache()
         self._lock = threading.Lock()
         self._tools = self._build_tools()
 
@@ -411,7 +415,7 @@ class EHRTools:
         model, owned = self._model_factory()  # type: ignore[misc]
         try:
             result = answer(self.store, pid, args["question"], model=model, settings=self.settings,
-                            as_of=args.get("as_of") or self.as_of, index=self.index)
+                            as_of=args.get("as_of") or self.as_of, index=self.index, sessions=self._agent_sessions)
         finally:
             if owned:
                 model.close()

@@ -1,35 +1,47 @@
-"""The nodes of the agent graph and the routing between them.
+"""The nodes of the agent graphs and the routing between them.
 
-``manifest`` -> ``agent`` <-> ``tools`` ... ``agent`` -> ``check`` -> (``repair`` -> ``agent``) -> ``finish``;
+``begin`` -> ``agent`` <-> ``tools`` ... ``agent`` -> ``check`` -> (``repair`` -> ``agent``) -> ``finish``;
 ``limit`` ends a run that used up its steps. Every node catches what can go wrong in it and turns it
 into state (``error``), so the graph never raises to its caller.
 
+One set of nodes (:class:`AgentNodes`) serves the patient graph and the cohort graph. What differs is a
+*mode* (:class:`GraphMode`): the first node (``manifest`` for a patient, ``start`` for a cohort), the
+toolkit the tools run on (a :class:`tools.patient_tools.PatientSession` or a
+:class:`tools.cohort_tools.CohortSession`, both :class:`agent.context.Toolkit`), the check and the
+repair prompt. :class:`PatientMode` is here; the cohort mode lives in :mod:`agent.cohort`.
+
+A run's store, model, index and settings come from LangGraph's runtime context
+(``runtime: Runtime[EHRContext]``, see :mod:`agent.context`), which also owns the tool sessions.
+
 Progress is written to LangGraph's custom stream (``stream_mode="custom"``) as small dicts with a
 ``type``: ``token`` (model text as generated), ``model`` (one model turn done), ``tool`` (one tool call
-and how many rows it returned), ``check`` (the citation verdict), ``repair``.
+and how many rows it returned), ``check`` (the citation verdict), ``repair``. The model's tokens and the
+messages (AI turns, tool results) also reach ``stream_mode="messages"`` (see :mod:`agent.lc`).
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections import OrderedDict
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
 
 from ehr_agent import prompts
 from ehr_agent.agent.citations import CitationReport, attach_citations, check_answer
 from ehr_agent.agent.claims import ClaimChecker
 from ehr_agent.agent.configuration import AgentSettings
-from ehr_agent.agent.models.base import ChatMessage, ChatModel, ChatResult, ModelError
+from ehr_agent.agent.context import EHRContext, Toolkit
+from ehr_agent.agent.lc import LangChainChat, to_chat_messages, to_lc_message, usage_of
+from ehr_agent.agent.models.base import ChatMessage, ChatResult, ModelError, ToolCall
 from ehr_agent.agent.schema import AnswerResult
 from ehr_agent.agent.state import AgentState
 from ehr_agent.tools.patient_tools import PatientSession
-from ehr_agent.tools.store.base import FHIRStore, StoreError
+from ehr_agent.tools.store.base import StoreError
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -41,107 +53,133 @@ def _writer():
         return lambda _chunk: None
 
 
-def _msg(role: str, content: str, **kw: Any) -> dict[str, Any]:
-    return ChatMessage(role=role, content=content, **kw).model_dump(exclude_defaults=True) | {"role": role}
+def _msg(role: str, content: str, **kw: Any) -> BaseMessage:
+    return to_lc_message(ChatMessage(role=role, content=content, **kw))
 
 
-class AgentNodes:
-    """The graph's nodes, bound to one store, model and settings.
-
-    Patient sessions (tool caches) are kept here, outside the checkpointed state, keyed by store, patient
-    and as-of date, so a follow-up question in the same thread reuses them. A run may bring its own store,
-    model and index in ``config["configurable"]`` (``ehr_store``, ``ehr_model``, ``ehr_index``), which lets
-    :mod:`agent.runner` compile the graph once and reuse it for every question.
-    """
-
-    def __init__(self, store: FHIRStore, model: ChatModel, settings: AgentSettings, index: Any = None):
-        self.store = store
-        self.model = model
-        self.settings = settings
-        self.index = index
-        self._sessions: OrderedDict[tuple, PatientSession] = OrderedDict()
-        self._lock = threading.Lock()
-
-    # ---- sessions -------------------------------------------------------------------------------
-    def deps(self, config: RunnableConfig | None) -> tuple[FHIRStore, ChatModel, Any]:
-        """The store, model and index of this run (from the config, else those the graph was built with)."""
-        c = (config or {}).get("configurable") or {}
-        return (c.get("ehr_store") or self.store, c.get("ehr_model") or self.model,
-                c["ehr_index"] if "ehr_index" in c else self.index)
-
-    def session(self, patient_id: str, as_of: str, config: RunnableConfig | None = None) -> PatientSession:
-        """The cached tool session for a patient at an as-of date (on this run's store)."""
-        store, _, index = self.deps(config)
-        key = (id(store), id(index), patient_id, as_of)
-        with self._lock:
-            s = self._sessions.get(key)
-            if s is None:
-                s = PatientSession(store, patient_id, as_of, index, max_rows=self.settings.max_rows,
-                                   max_chars=self.settings.max_tool_chars, manifest_top=self.settings.manifest_top)
-                self._sessions[key] = s
-                while len(self._sessions) > 32:
-                    self._sessions.popitem(last=False)
-            else:
-                self._sessions.move_to_end(key)
-            return s
-
-    def first_call_tools(self) -> tuple[str, ...]:
-        """Tools the constrained first turn may call."""
-        return tuple(self.settings.first_call_tools)
-
-    # ---- nodes ----------------------------------------------------------------------------------
-    def manifest(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        """Start a question: resolve as-of, check the patient exists, put the record overview in the prompt."""
-        started = time.perf_counter()
-        pid = str(state.get("patient_id") or "").strip()
-        question = str(state.get("question") or "").strip()
-        fresh: dict[str, Any] = {
-            "started": started, "steps": 0, "repairs": 0, "draft": "", "report": None, "tool_log": [],
+def fresh_question(started: float) -> dict[str, Any]:
+    """The per-question state every first node starts from."""
+    return {"started": started, "steps": 0, "repairs": 0, "draft": "", "report": None, "tool_log": [],
             "prompt_tokens": 0, "completion_tokens": 0, "model_seconds": 0.0, "error": None, "result": None,
-            "route": "agent", "manifest": "", "messages": [],
-        }
+            "route": "agent", "manifest": "", "messages": []}
+
+
+def history_messages(state: AgentState) -> list[BaseMessage]:
+    """The last turns of the thread, as a user question and an assistant answer each."""
+    out: list[BaseMessage] = []
+    for turn in (state.get("history") or [])[-4:]:
+        out.append(_msg("user", turn["question"]))
+        out.append(_msg("assistant", turn["answer"]))
+    return out
+
+
+class GraphMode(Protocol):
+    """What makes a graph a patient graph or a cohort graph; the nodes of :class:`AgentNodes` do the rest."""
+
+    #: the graph's name and its first node's name
+    name: str
+    first: str
+
+    def toolkit(self, ctx: EHRContext, state: AgentState) -> Toolkit:
+        """The tool session of this run (cached in ``ctx.sessions``)."""
+        ...
+
+    def begin(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
+        """The first node: reset per-question state, build the prompt (or route to ``finish`` with an error)."""
+        ...
+
+    def check(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
+        """Verify the draft; route to ``finish`` or ``repair``."""
+        ...
+
+    def repair_prompt(self, state: AgentState, ctx: EHRContext) -> str:
+        """The user turn that sends the check's findings back to the model."""
+        ...
+
+    def first_call_tools(self, settings: AgentSettings) -> tuple[str, ...]:
+        """Tools the constrained first turn may call."""
+        ...
+
+    def prepare_calls(self, calls: list[ToolCall], state: AgentState) -> list[ToolCall]:
+        """The model's calls as they will run (a mode may hold their arguments to what the question says)."""
+        ...
+
+
+class PatientMode:
+    """The patient graph: questions about one patient, scoped to their record at an as-of date."""
+
+    name = "ehr-agent"
+    first = "manifest"
+
+    def session(self, ctx: EHRContext, patient_id: str, as_of: str) -> PatientSession:
+        """The tool session for a patient at an as-of date, on this run's store, at its current data version."""
+        store, s, index = ctx.store, ctx.agent_settings, ctx.index
+        version = store.data_version() if store is not None else ""
+        key = ("patient", id(store), id(index), patient_id, as_of, version, s.max_rows, s.max_tool_chars,
+               s.manifest_top)
+        return ctx.sessions.get(key, store, lambda: PatientSession(
+            store, patient_id, as_of, index, max_rows=s.max_rows, max_chars=s.max_tool_chars,
+            manifest_top=s.manifest_top))
+
+    def toolkit(self, ctx: EHRContext, state: AgentState) -> PatientSession:
+        return self.session(ctx, state["patient_id"], state["resolved_as_of"])
+
+    def first_call_tools(self, settings: AgentSettings) -> tuple[str, ...]:
+        return tuple(settings.first_call_tools)
+
+    def prepare_calls(self, calls: list[ToolCall], state: AgentState) -> list[ToolCall]:
+        return calls
+
+    def begin(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
+        """Start a question: resolve as-of, check the patient exists, put the record overview in the prompt."""
+        settings = ctx.agent_settings
+        pid = str(state.get("patient_id") or ctx.patient_id or "").strip()
+        question = str(state.get("question") or "").strip()
+        fresh = fresh_question(time.perf_counter())
         if state.get("evidence_patient") != pid:
             # Evidence carries over to follow-ups in a thread, but never from another patient.
             fresh.update(evidence={}, computed=[], proofs={}, evidence_patient=pid, history=[])
         if not pid or not question:
             return fresh | {"route": "finish", "error": "a patient id and a question are required",
                             "draft": "No answer: a patient id and a question are required."}
-        as_of = state.get("as_of")
+        if ctx.patient_id and pid != ctx.patient_id:
+            # A graph set up for one patient never answers about another, whatever the input says.
+            return fresh | {"route": "finish", "error": f"this graph answers about patient {ctx.patient_id} only",
+                            "draft": f"No answer: this graph answers about patient {ctx.patient_id} only."}
+        fresh["patient_id"] = pid
+        as_of = state.get("as_of") or ctx.as_of
         if as_of and not _DATE.match(str(as_of)):
             return fresh | {"route": "finish", "error": f"invalid as_of {as_of!r}",
                             "draft": f"No answer: the as-of date {as_of!r} is not YYYY-MM-DD."}
         try:
-            probe = self.session(pid, str(as_of or date.today().isoformat()), config)
+            probe = self.session(ctx, pid, str(as_of or date.today().isoformat()))
             if not probe.exists():
                 return fresh | {"route": "finish", "error": "unknown patient",
                                 "draft": prompts.render("agent_unknown_patient", patient_id=pid)}
             if not as_of:
                 as_of = date.today().isoformat()
-                if self.settings.as_of_policy == "last_record":
+                if settings.as_of_policy == "last_record":
                     as_of = probe.last_record_date() or as_of
-            session = self.session(pid, str(as_of), config)
+            session = self.session(ctx, pid, str(as_of))
             manifest = session.manifest()
             patient_row = session.row(session.patient())
         except StoreError as e:
             return fresh | {"route": "finish", "error": f"record store failed: {e.message}",
                             "draft": f"No answer: the record store failed ({e.message})."}
-        if len(manifest) > self.settings.max_tool_chars:
-            manifest = manifest[: self.settings.max_tool_chars].rsplit("\n", 1)[0] + "\n..."
+        if len(manifest) > settings.max_tool_chars:
+            manifest = manifest[: settings.max_tool_chars].rsplit("\n", 1)[0] + "\n..."
         # The system prompt is the same for every question and patient, so a backend that keeps its KV cache
         # (llama.cpp) or a server with prefix caching (vLLM) reuses it: the patient and date come after it.
-        messages = [_msg("system", prompts.render("agent_system"))]
-        for turn in (state.get("history") or [])[-4:]:
-            messages.append(_msg("user", turn["question"]))
-            messages.append(_msg("assistant", turn["answer"]))
+        messages: list[BaseMessage] = [_msg("system", prompts.render("agent_system")), *history_messages(state)]
         # The Patient line opens the question, so the model may cite it (birth date, sex) like a tool result.
         evidence = dict(fresh.get("evidence", state.get("evidence")) or {})
         evidence[patient_row.ref] = patient_row.text
         log: list[dict[str, Any]] = []
         related = ""
-        if self.settings.prefetch_k:
+        if settings.prefetch_k:
             # Optional: rows a search of the record finds for the question, put in the first prompt.
             t0 = time.perf_counter()
-            args = {"query": question, "k": self.settings.prefetch_k}
+            args = {"query": question, "k": settings.prefetch_k}
             pre = session.call("search_record", args)
             evidence.update(pre.evidence)
             related = "\n".join(pre.evidence.values())
@@ -149,35 +187,110 @@ class AgentNodes:
                      "error": pre.error, "seconds": round(time.perf_counter() - t0, 4), "prefetch": True}
             log.append(entry)
             _writer()({"type": "tool", **entry, "preview": pre.text.split("\n", 1)[0][:160]})
-        prompt = prompts.render("agent_question_rows" if related else "agent_question", manifest=manifest, question=question,
-                                rows=related, patient=patient_row.text, as_of=as_of)
+        prompt = prompts.render("agent_question_rows" if related else "agent_question", manifest=manifest,
+                                question=question, rows=related, patient=patient_row.text, as_of=as_of)
         messages.append(_msg("user", prompt))
         return fresh | {"resolved_as_of": str(as_of), "manifest": manifest, "messages": messages,
                         "evidence": evidence, "tool_log": log}
 
-    def agent(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    def check(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
+        """Verify the draft's citations (and claims) by code."""
+        settings = ctx.agent_settings
+        session = self.toolkit(ctx, state)
+        evidence = state.get("evidence") or {}
+
+        belongs = session.belongs
+        checker = ClaimChecker(session, state.get("question") or "") if settings.check_claims else None
+
+        def run_check(text: str) -> CitationReport:
+            return check_answer(text, evidence, belongs=belongs, computed=state.get("computed") or [],
+                                question=state.get("question") or "", as_of=state.get("resolved_as_of"),
+                                claims=checker)
+
+        draft = cite_counts(state.get("draft") or "", state.get("proofs") or {})
+        report = run_check(draft)
+        auto: list[str] = []
+        if not report.verified and settings.auto_cite:
+            patched, auto = attach_citations(draft, report)
+            if auto:
+                retry = run_check(patched)
+                if len(retry.unsupported) < len(report.unsupported):
+                    draft, report = patched, retry
+                else:
+                    auto = []
+        _writer()({"type": "check", "verified": report.verified, "citations": report.citations,
+                   "unsupported": report.unsupported, "auto_cited": auto})
+        repairs = int(state.get("repairs") or 0)
+        route_to = "finish" if report.verified or repairs >= settings.max_repairs else "repair"
+        out: dict[str, Any] = {"report": report.model_dump(), "route": route_to, "draft": draft}
+        if report.claim_evidence:
+            # Rows that contradict a claim become evidence, so the repaired answer can cite them.
+            out["evidence"] = {**evidence, **report.claim_evidence}
+        return out
+
+    def repair_prompt(self, state: AgentState, ctx: EHRContext) -> str:
+        report = CitationReport.model_validate(state["report"])
+        evidence = state.get("evidence") or {}
+        lines = list(evidence.values())[-ctx.agent_settings.evidence_in_answer_prompt:]
+        return prompts.render("agent_repair", problems="\n".join(f"- {p}" for p in report.problems()),
+                              evidence="\n".join(lines) or "(none)")
+
+
+class AgentNodes:
+    """The nodes of a graph, for one :class:`GraphMode`.
+
+    ``default`` is the context of runs that bring none, and fills what a run's context leaves ``None``.
+    The nodes hold no per-run state and no caches: sessions belong to the context.
+    """
+
+    def __init__(self, mode: GraphMode, default: EHRContext | None = None):
+        self.mode = mode
+        self.default = default or EHRContext()
+
+    def context(self, runtime: Runtime[EHRContext] | None) -> EHRContext:
+        """This run's context (the run's own, completed from the default)."""
+        ctx = getattr(runtime, "context", None)
+        if ctx is None:
+            return self.default
+        if isinstance(ctx, dict):  # a context that arrived as JSON without being coerced
+            ctx = EHRContext(**ctx)
+        return ctx.with_defaults(self.default)
+
+    # ---- nodes ----------------------------------------------------------------------------------
+    def begin(self, state: AgentState, runtime: Runtime[EHRContext]) -> dict[str, Any]:
+        """The mode's first node, after checking the run has a store and a model."""
+        ctx = self.context(runtime)
+        try:
+            ctx.require()
+        except ValueError as e:
+            return fresh_question(time.perf_counter()) | {"route": "finish", "error": str(e),
+                                                          "draft": f"No answer: {e}."}
+        return self.mode.begin(state, ctx)
+
+    def agent(self, state: AgentState, config: RunnableConfig, runtime: Runtime[EHRContext]) -> dict[str, Any]:
         """One model turn: tool calls go to ``tools``, a text answer to ``check``, a failure to ``finish``."""
+        ctx = self.context(runtime)
+        settings = ctx.agent_settings
         steps = int(state.get("steps") or 0)
-        if steps >= self.settings.max_steps:
+        if steps >= settings.max_steps:
             # Out of steps: a draft under repair is still returned (marked); otherwise the honest limit answer.
             return {"route": "finish" if state.get("draft") else "limit"}
         write = _writer()
-        session = self.session(state["patient_id"], state["resolved_as_of"], config)
-        model = self.deps(config)[1]
-        messages = [ChatMessage.model_validate(m) for m in state.get("messages") or []]
+        session = self.mode.toolkit(ctx, state)
+        model = ctx.model
         specs = session.tool_specs()
         extra: dict[str, Any] = {}
-        if steps == 0 and self.settings.first_call_constrained and getattr(model, "constrained_output", False):
+        if steps == 0 and settings.first_call_constrained and getattr(model, "constrained_output", False):
             # The first turn must be tool calls: a backend that can enforce a JSON schema (llama.cpp grammar,
             # vLLM guided decoding) makes a malformed call or an answer without looking impossible.
-            schema = first_call_schema(specs, self.first_call_tools())
+            schema = first_call_schema(specs, self.mode.first_call_tools(settings))
             if schema is not None:
                 extra["constrain"] = schema
+        chat = LangChainChat(chat_model=model, tools=specs, max_tokens=settings.answer_max_tokens, options=extra,
+                             on_token=lambda t: write({"type": "token", "text": t}))
         try:
-            res: ChatResult = model.chat(
-                messages, specs, max_tokens=self.settings.answer_max_tokens,
-                on_token=lambda t: write({"type": "token", "text": t}), **extra,
-            )
+            turn = chat.invoke(list(state.get("messages") or []), config)
+            res: ChatResult = chat.result
         except ModelError as e:
             return {"route": "finish", "error": f"model error: {e}", "steps": steps + 1}
         except Exception as e:  # noqa: BLE001 - a backend bug must not crash the graph either
@@ -191,34 +304,42 @@ class AgentNodes:
         write({"type": "model", "step": steps + 1, "tool_calls": [c.name for c in res.tool_calls],
                "parse_error": res.parse_error, "seconds": res.seconds})
         out = list(state.get("messages") or [])
+        # The model's turn keeps the id it streamed under, so the "messages" stream shows it once.
+        said = {"id": turn.id, "usage_metadata": usage_of(res)}
         if res.tool_calls:
-            out.append(ChatMessage(role="assistant", content=res.content,
-                                   tool_calls=res.tool_calls).model_dump(exclude_defaults=True) | {"role": "assistant"})
+            out.append(to_lc_message(ChatMessage(role="assistant", content=res.content, tool_calls=res.tool_calls),
+                                     **said))
             return usage | {"messages": out, "route": "tools"}
         if res.parse_error:
             from ehr_agent.agent.protocol import repair_messages
 
-            out.extend(m.model_dump(exclude_defaults=True) | {"role": m.role} for m in repair_messages(res))
+            reply, fix = repair_messages(res)
+            out.extend([to_lc_message(reply, **said), to_lc_message(fix)])
             return usage | {"messages": out, "route": "agent"}
         text = (res.content or "").strip()
         if not text:
-            out.append(_msg("assistant", res.raw or ""))
+            out.append(to_lc_message(ChatMessage(role="assistant", content=res.raw or ""), **said))
             out.append(_msg("user", prompts.render("agent_nudge")))
             return usage | {"messages": out, "route": "agent"}
-        out.append(_msg("assistant", text))
+        out.append(to_lc_message(ChatMessage(role="assistant", content=text), **said))
         return usage | {"messages": out, "draft": text, "route": "check"}
 
-    def tools(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    def tools(self, state: AgentState, runtime: Runtime[EHRContext]) -> dict[str, Any]:
         """Run the tool calls of the last model turn; record what they returned as evidence."""
+        ctx = self.context(runtime)
         write = _writer()
-        session = self.session(state["patient_id"], state["resolved_as_of"], config)
+        session = self.mode.toolkit(ctx, state)
         messages = list(state.get("messages") or [])
-        last = ChatMessage.model_validate(messages[-1])
+        last = to_chat_messages(messages[-1:])[0]
+        calls = self.mode.prepare_calls(list(last.tool_calls), state)
+        if calls != last.tool_calls:
+            # The state shows the calls as they ran.
+            messages[-1] = to_lc_message(last.model_copy(update={"tool_calls": calls}), id=getattr(messages[-1], "id", None))
         evidence = dict(state.get("evidence") or {})
         computed = list(state.get("computed") or [])
         proofs = dict(state.get("proofs") or {})
         log = list(state.get("tool_log") or [])
-        for call in last.tool_calls:
+        for call in calls:
             t0 = time.perf_counter()
             out = session.call(call.name, call.arguments)
             evidence.update(out.evidence)
@@ -231,58 +352,27 @@ class AgentNodes:
             write({"type": "tool", **entry, "preview": out.text.split("\n", 1)[0][:160]})
         return {"messages": messages, "evidence": evidence, "computed": computed, "proofs": proofs, "tool_log": log}
 
-    def check(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        """Verify the draft's citations by code."""
-        session = self.session(state["patient_id"], state["resolved_as_of"], config)
-        evidence = state.get("evidence") or {}
+    def check(self, state: AgentState, runtime: Runtime[EHRContext]) -> dict[str, Any]:
+        """Verify the draft (the mode's check)."""
+        return self.mode.check(state, self.context(runtime))
 
-        belongs = session.belongs
-        checker = ClaimChecker(session, state.get("question") or "") if self.settings.check_claims else None
-
-        def run_check(text: str) -> CitationReport:
-            return check_answer(text, evidence, belongs=belongs, computed=state.get("computed") or [],
-                                question=state.get("question") or "", as_of=state.get("resolved_as_of"),
-                                claims=checker)
-
-        draft = cite_counts(state.get("draft") or "", state.get("proofs") or {})
-        report = run_check(draft)
-        auto: list[str] = []
-        if not report.verified and self.settings.auto_cite:
-            patched, auto = attach_citations(draft, report)
-            if auto:
-                retry = run_check(patched)
-                if len(retry.unsupported) < len(report.unsupported):
-                    draft, report = patched, retry
-                else:
-                    auto = []
-        _writer()({"type": "check", "verified": report.verified, "citations": report.citations,
-                   "unsupported": report.unsupported, "auto_cited": auto})
-        repairs = int(state.get("repairs") or 0)
-        route = "finish" if report.verified or repairs >= self.settings.max_repairs else "repair"
-        out: dict[str, Any] = {"report": report.model_dump(), "route": route, "draft": draft}
-        if report.claim_evidence:
-            # Rows that contradict a claim become evidence, so the repaired answer can cite them.
-            out["evidence"] = {**evidence, **report.claim_evidence}
-        return out
-
-    def repair(self, state: AgentState) -> dict[str, Any]:
+    def repair(self, state: AgentState, runtime: Runtime[EHRContext]) -> dict[str, Any]:
         """Send the check's findings back to the model for one more try."""
+        ctx = self.context(runtime)
         report = CitationReport.model_validate(state["report"])
-        evidence = state.get("evidence") or {}
-        lines = list(evidence.values())[-self.settings.evidence_in_answer_prompt:]
-        text = prompts.render("agent_repair", problems="\n".join(f"- {p}" for p in report.problems()),
-                              evidence="\n".join(lines) or "(none)")
+        text = self.mode.repair_prompt(state, ctx)
         _writer()({"type": "repair", "problems": report.problems()})
         messages = list(state.get("messages") or []) + [_msg("user", text)]
         return {"messages": messages, "repairs": int(state.get("repairs") or 0) + 1}
 
-    def limit(self, state: AgentState) -> dict[str, Any]:
+    def limit(self, state: AgentState, runtime: Runtime[EHRContext]) -> dict[str, Any]:
         """The step limit was reached: say so, with the evidence found so far."""
+        max_steps = self.context(runtime).agent_settings.max_steps
         evidence = state.get("evidence") or {}
         lines = "\n".join(f"- {v}" for v in list(evidence.values())[:15]) or "- (none)"
-        text = prompts.render("agent_limit", steps=self.settings.max_steps, evidence=lines)
+        text = prompts.render("agent_limit", steps=max_steps, evidence=lines)
         result = self._result(state, answer=text, citations=list(evidence)[:15], verified=False,
-                              error=f"step limit ({self.settings.max_steps}) reached")
+                              error=f"step limit ({max_steps}) reached")
         return self._done(state, result)
 
     def finish(self, state: AgentState) -> dict[str, Any]:
@@ -301,6 +391,12 @@ class AgentNodes:
         else:
             result = self._result(state, answer=state.get("draft") or "", citations=[], verified=False, error=error)
         return self._done(state, result)
+
+    # ---- routing --------------------------------------------------------------------------------
+    def after_tools(self, state: AgentState, runtime: Runtime[EHRContext]) -> str:
+        """Routing after ``tools``: back to the model, or to ``limit`` when the steps are used up."""
+        max_steps = self.context(runtime).agent_settings.max_steps
+        return "limit" if int(state.get("steps") or 0) >= max_steps else "agent"
 
     # ---- helpers --------------------------------------------------------------------------------
     def _result(self, state: AgentState, **kw: Any) -> AnswerResult:
@@ -364,15 +460,8 @@ def first_call_schema(specs: list, names: tuple[str, ...], max_calls: int = 3) -
     return {"type": "array", "items": item, "minItems": 1, "maxItems": max_calls}
 
 
+
+
 def route(state: AgentState) -> str:
     """The next node, as chosen by the node that just ran."""
     return state.get("route") or "finish"
-
-
-def after_tools(settings: AgentSettings):
-    """Routing after ``tools``: back to the model, or to ``limit`` when the steps are used up."""
-
-    def _route(state: AgentState) -> str:
-        return "limit" if int(state.get("steps") or 0) >= settings.max_steps else "agent"
-
-    return _route

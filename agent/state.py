@@ -1,13 +1,17 @@
 """The LangGraph state of one agent thread.
 
-Plain JSON-able values only (dicts, lists, strings, numbers) so any checkpointer (InMemorySaver,
-SqliteSaver) can store it without custom serialisers. Messages are :class:`agent.models.base.ChatMessage`
-dumps; ``evidence`` maps each reference a tool returned to its one-line projection.
+JSON-able values (dicts, lists, strings, numbers) plus LangChain messages (``SystemMessage``,
+``HumanMessage``, ``AIMessage`` with ``tool_calls``, ``ToolMessage``), which LangGraph's checkpointers
+(InMemorySaver, SqliteSaver) serialise as they are. ``messages`` is replaced whole by the node that
+changes it (no reducer), so a new question in a thread starts a fresh conversation; ``evidence`` maps
+each reference a tool returned to its one-line projection.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypedDict
+
+from langchain_core.messages import AnyMessage
 
 
 class AgentInput(TypedDict, total=False):
@@ -23,7 +27,7 @@ class AgentState(AgentInput, total=False):
 
     resolved_as_of: str
     manifest: str
-    messages: list[dict[str, Any]]
+    messages: list[AnyMessage]
     evidence: dict[str, str]
     computed: list[str]
     proofs: dict[str, list[str]]

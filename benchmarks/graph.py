@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = AgentSettings()
 
     # Imports and graph compilation are once per process, not per patient: done before any timing.
-    from ehr_agent.agent.runner import _shared_graph
+    from ehr_agent.agent.runner import shared_graph
 
-    _shared_graph(settings)
+    shared_graph()
 
     # Cold: the first question about each patient reads the record (manifest, $everything) into the cache.
     cold_ms = []

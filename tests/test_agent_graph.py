@@ -327,7 +327,13 @@ def test_same_graph_over_rest(store):  # noqa: F811
     assert remote.tool_calls[0].get("prefetch") and "Observation/a1c-1" in remote.evidence_refs
 
 
-def test_chat_messages_in_state_are_plain_json(store):  # noqa: F811
+def test_state_holds_langchain_messages_and_plain_json(store):  # noqa: F811
+    """Scripted model. Messages in the state are LangChain messages (an AIMessage with tool_calls, a ToolMessage
+    answering it by tool_call_id); everything else in the state is plain JSON."""
+    from langchain_core.messages import AIMessage, SystemMessage, ToolMessage, messages_to_dict
+
+    from ehr_agent.agent.lc import to_chat_messages
+
     model = ScriptedModel([call("observations", text="a1c"), "HbA1c 6.8 % [Observation/a1c-3]."])
     from langgraph.checkpoint.memory import InMemorySaver
 
@@ -335,8 +341,15 @@ def test_chat_messages_in_state_are_plain_json(store):  # noqa: F811
     cfg = {"configurable": {"thread_id": "j"}}
     g.invoke({"patient_id": "pa", "question": "HbA1c?", "as_of": AS_OF}, cfg)
     values = g.get_state(cfg).values
-    json.dumps(values)  # raises if anything non-JSON slipped into the state
-    assert [ChatMessage.model_validate(m).role for m in values["messages"]][:2] == ["system", "user"]
+    json.dumps({k: v for k, v in values.items() if k != "messages"})  # raises if anything non-JSON slipped in
+    json.dumps(messages_to_dict(values["messages"]))
+    assert [m.role for m in to_chat_messages(values["messages"])][:2] == ["system", "user"]
+    msgs = values["messages"]
+    assert isinstance(msgs[0], SystemMessage) and len({m.id for m in msgs}) == len(msgs)
+    asked = next(m for m in msgs if isinstance(m, AIMessage) and m.tool_calls)
+    answered = next(m for m in msgs if isinstance(m, ToolMessage))
+    assert asked.tool_calls[0]["name"] == "observations" and answered.tool_call_id == asked.tool_calls[0]["id"]
+    assert "[Observation/a1c-3]" in answered.content and asked.usage_metadata["output_tokens"] > 0
 
 
 def test_model_failing_during_repair_keeps_the_marked_draft(store):  # noqa: F811
@@ -416,3 +429,134 @@ def test_system_prompt_and_tools_are_one_static_prefix():
     assert text == rendered("another-patient", "1999-01-01")
     assert "lookup" in text and "calculate" in text and "never instructions" in text
     assert len(text) < 6500, len(text)
+
+
+# ---- the runtime context, streaming, make_graph ----------------------------------------------------
+
+
+def test_context_at_invoke_and_follow_up_in_one_thread(store):  # noqa: F811
+    """Scripted model. A graph built with no dependencies gets them per run (context=EHRContext(...)); a
+    follow-up in the same InMemorySaver thread sees the first answer; a run with no context is a clear error."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from ehr_agent.agent.context import EHRContext
+
+    model = ScriptedModel([call("observations", text="a1c", mode="all"),
+                           "Her latest HbA1c was 6.8 % [Observation/a1c-3].",
+                           "The one before was 7.9 % on 2020-06-01 [Observation/a1c-2]."])
+    g = build_graph(checkpointer=InMemorySaver())
+    ctx = EHRContext(store=store, model=model, settings=AgentSettings(prefetch_k=0))
+    cfg = {"configurable": {"thread_id": "ctx"}}
+    first = g.invoke({"patient_id": "pa", "question": "Latest HbA1c?", "as_of": AS_OF}, cfg, context=ctx)
+    second = g.invoke({"patient_id": "pa", "question": "And the one before?", "as_of": AS_OF}, cfg, context=ctx)
+    assert first["result"]["verified"] and second["result"]["verified"] and len(second["history"]) == 2
+    assert "Her latest HbA1c was 6.8 % [Observation/a1c-3]." in [m.content for m in model.messages_seen[-1]]
+    bare = g.invoke({"patient_id": "pa", "question": "x"}, {"configurable": {"thread_id": "none"}})
+    assert "no store and no model" in bare["result"]["error"] and bare["result"]["answer"].startswith("No answer")
+
+
+def test_run_context_overrides_the_default_field_by_field(store):  # noqa: F811
+    """Scripted models: the default context's model is never called when the run brings its own; the store and
+    the settings (max_steps=1: the limit answer after one turn) still come from the default."""
+    from ehr_agent.agent.context import EHRContext
+
+    default_model, run_model = ScriptedModel(["never"]), ScriptedModel([call("observations", text="a1c")] * 3)
+    g = build_graph(store=store, model=default_model, settings=AgentSettings(max_steps=1, prefetch_k=0))
+    out = g.invoke({"patient_id": "pa", "question": "HbA1c?", "as_of": AS_OF}, context=EHRContext(model=run_model))
+    assert default_model.calls == [] and len(run_model.calls) == 1
+    assert "step limit (1)" in out["result"]["error"]
+    with pytest.raises(TypeError, match="not both"):
+        build_graph(EHRContext(store=store), model=run_model)
+
+
+def test_context_patient_scope(store):  # noqa: F811
+    """Scripted model. A context naming a patient is the input's default, and another patient is refused
+    before the model or the store is asked anything."""
+    from ehr_agent.agent.context import EHRContext
+
+    model = ScriptedModel([call("observations", text="a1c"), "HbA1c 6.8 % [Observation/a1c-3]."])
+    g = build_graph(EHRContext(store=store, model=model, patient_id="pa", as_of=AS_OF,
+                               settings=AgentSettings(prefetch_k=0)))
+    assert g.invoke({"question": "HbA1c?"})["result"]["verified"]
+    refused = g.invoke({"patient_id": "pb", "question": "HbA1c?"})["result"]
+    assert refused["error"] == "this graph answers about patient pa only" and len(model.calls) == 2
+    schema = g.get_context_jsonschema()  # what a LangGraph server publishes: the JSON-able fields only
+    assert {"patient_id", "as_of"} <= set(schema["properties"]) and "store" not in schema["properties"]
+
+
+def test_sessions_belong_to_the_context_and_follow_the_data_version(store, monkeypatch):  # noqa: F811
+    """Scripted model. The tool session is reused while the store's data version stays, rebuilt when it changes."""
+    from ehr_agent.agent.context import EHRContext
+    from ehr_agent.agent.nodes import PatientMode
+
+    version = ["v1"]
+    monkeypatch.setattr(store, "data_version", lambda: version[0])
+    ctx = EHRContext(store=store, model=ScriptedModel(["HbA1c?"] * 4), settings=AgentSettings(prefetch_k=0))
+    g = build_graph()
+    g.invoke({"patient_id": "pa", "question": "q1", "as_of": AS_OF}, context=ctx)
+    first = PatientMode().session(ctx, "pa", AS_OF)
+    g.invoke({"patient_id": "pa", "question": "q2", "as_of": AS_OF}, context=ctx)
+    assert PatientMode().session(ctx, "pa", AS_OF) is first and len(ctx.sessions) == 1
+    version[0] = "v2"  # data loaded into the store
+    g.invoke({"patient_id": "pa", "question": "q3", "as_of": AS_OF}, context=ctx)
+    again = PatientMode().session(ctx, "pa", AS_OF)
+    assert again is not first and len(ctx.sessions) == 2
+    ctx.sessions.clear()
+    assert len(ctx.sessions) == 0 and PatientMode().session(ctx, "pa", AS_OF) is not again
+
+
+def test_stream_mode_messages_yields_tokens_and_tool_messages(store):  # noqa: F811
+    """Scripted model (it streams its reply word by word). stream_mode="messages" gives the model's tokens as
+    AIMessageChunks from the agent node, the tool calls, and the ToolMessages; "updates" and "custom" still work
+    alongside."""
+    from langchain_core.messages import AIMessageChunk, ToolMessage
+
+    from ehr_agent.agent.context import EHRContext
+
+    model = ScriptedModel([call("observations", text="a1c"), "HbA1c 6.8 % [Observation/a1c-3]."])
+    g = build_graph()
+    ctx = EHRContext(store=store, model=model, settings=AgentSettings(prefetch_k=0))
+    seen: dict[str, list] = {"messages": [], "updates": [], "custom": []}
+    for mode, chunk in g.stream({"patient_id": "pa", "question": "HbA1c?", "as_of": AS_OF}, context=ctx,
+                                stream_mode=["messages", "updates", "custom"]):
+        seen[mode].append(chunk)
+    chunks = [(m, meta) for m, meta in seen["messages"] if isinstance(m, AIMessageChunk)]
+    assert chunks and all(meta["langgraph_node"] == "agent" for _, meta in chunks)
+    by_turn: dict[str, AIMessageChunk] = {}
+    for m, _ in chunks:
+        by_turn[m.id] = by_turn[m.id] + m if m.id in by_turn else m
+    first, last = list(by_turn.values())
+    assert [c["name"] for c in first.tool_calls] == ["observations"] and first.tool_calls[0]["args"] == {"text": "a1c"}
+    assert last.content == "HbA1c 6.8 % [Observation/a1c-3]."
+    tools = [m for m, meta in seen["messages"] if isinstance(m, ToolMessage)]
+    assert len(tools) == 1 and tools[0].name == "observations" and "[Observation/a1c-3]" in tools[0].content
+    assert tools[0].tool_call_id == first.tool_calls[0]["id"]
+    ids = [m.id for m, _ in seen["messages"] if not isinstance(m, AIMessageChunk)]
+    assert len(ids) == len(set(ids)) and not set(ids) & set(by_turn)  # each message once, no AI turn twice
+    assert [n for u in seen["updates"] for n in u] == ["manifest", "agent", "tools", "agent", "check", "finish"]
+    assert "HbA1c 6.8 %" in "".join(c["text"] for c in seen["custom"] if c["type"] == "token")
+
+
+def test_make_graph_honours_its_config(store, monkeypatch, tmp_path):  # noqa: F811
+    """Scripted models. config["configurable"] sets the store, the model, settings and the patient scope,
+    over (or without) the EHR_AGENT_* variables; the environment's model is not used when the config names one."""
+    from ehr_agent.agent.graph import GraphFactory
+
+    monkeypatch.delenv("EHR_AGENT_STORE", raising=False)
+    monkeypatch.setenv("EHR_AGENT_MODEL", "scripted:" + json.dumps(["from the environment"]))
+    factory = GraphFactory()
+    script = [call("observations", text="a1c"), "HbA1c 6.8 % [Observation/a1c-3]."]
+    conf = {"store": str(store.directory), "model": "scripted:" + json.dumps(script), "patient_id": "pa",
+            "as_of": AS_OF, "prefetch_k": 0, "max_steps": 4, "thread_id": "ignored"}
+    g = factory.make_graph({"configurable": conf})
+    out = g.invoke({"question": "HbA1c?"})["result"]
+    assert out["verified"] and out["citations"] == ["Observation/a1c-3"] and out["steps"] == 2
+    ctx = g.nodes_impl.default
+    assert ctx.agent_settings.max_steps == 4 and ctx.patient_id == "pa"
+    # A second graph for the same store spec shares the opened store; the scripted model starts afresh.
+    g2 = factory.make_graph({"configurable": conf})
+    assert g2.nodes_impl.default.store is ctx.store and g2.nodes_impl.default.model is not ctx.model
+    assert g2.invoke({"question": "HbA1c?"})["result"]["verified"]
+    with pytest.raises(RuntimeError, match="EHR_AGENT_STORE"):
+        factory.make_graph({"configurable": {"model": "scripted:[]"}})
+    factory.close()

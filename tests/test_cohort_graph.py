@@ -89,6 +89,34 @@ def test_graph_streams_and_handles_no_question_and_model_failure(fixture_store):
     assert down.error and down.error.startswith("model error") and not down.verified
 
 
+def test_cohort_graph_takes_its_context_per_run_and_shares_the_patient_nodes(fixture_store, monkeypatch):
+    """Scripted model. The cohort graph is the patient graph's nodes with the cohort mode (no subclass, no
+    placeholder patient); its store and model come in the run's context; the messages stream carries the
+    ToolMessage; the cohort session is rebuilt when the store's data version changes."""
+    from langchain_core.messages import ToolMessage
+
+    from ehr_agent.agent.cohort import CohortMode
+    from ehr_agent.agent.context import EHRContext
+    from ehr_agent.agent.graph import build_graph
+    from ehr_agent.agent.nodes import AgentNodes
+
+    g = build_cohort_graph()
+    assert type(g.nodes_impl) is type(build_graph().nodes_impl) is AgentNodes
+    assert isinstance(g.nodes_impl.mode, CohortMode)
+    version = ["1"]
+    monkeypatch.setattr(fixture_store, "data_version", lambda: version[0])
+    ctx = EHRContext(store=fixture_store, model=ScriptedModel([COUNT_CALL, f"2 stays [{KEY}]."]))
+    tools = [m for m, _ in g.stream({"question": QUESTION}, context=ctx, stream_mode="messages")
+             if isinstance(m, ToolMessage)]
+    assert len(tools) == 1 and tools[0].content.startswith("2 Encounter resources match")
+    kit = CohortMode().toolkit(ctx)
+    assert CohortMode().toolkit(ctx) is kit
+    version[0] = "2"
+    assert CohortMode().toolkit(ctx) is not kit
+    bare = g.invoke({"question": QUESTION})["result"]
+    assert bare["error"] and "no store" in bare["error"]
+
+
 def test_cli_ask_cohort_json(fixture_store, capsys):
     import ehr_agent.agent.cli as cli
 

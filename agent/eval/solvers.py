@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -80,31 +79,10 @@ class AgentSolver:
             raise SolverError(f"the agent runner is not available (agent/runner.py): {e}") from None
         self.model_factory = model_factory
         self.settings = settings
-        self._graphs: dict[Any, Any] = {}
-        self._lock = threading.Lock()
+        # Tool sessions (and their caches) shared by the tasks of this solver: tasks about one patient reuse them.
+        from ehr_agent.agent.context import SessionCache
 
-    def _graph(self, store: Any, model: ChatModel) -> Any:
-        # One compiled graph per (store, shared model): compiling per task would be measured as overhead.
-        if getattr(self.model_factory, "shared_model", None) is not model:
-            return None
-        from ehr_agent.agent.graph import build_graph
-
-        with self._lock:
-            key = id(store)
-            if key not in self._graphs:
-                self._graphs[key] = build_graph(store=store, model=model, settings=self.settings)
-            return self._graphs[key]
-
-    def _cohort_graph(self, store: Any, model: ChatModel) -> Any:
-        if getattr(self.model_factory, "shared_model", None) is not model:
-            return None
-        from ehr_agent.agent.cohort import build_cohort_graph
-
-        with self._lock:
-            key = ("cohort", id(store))
-            if key not in self._graphs:
-                self._graphs[key] = build_cohort_graph(store, model, self.settings)
-            return self._graphs[key]
+        self.sessions = SessionCache()
 
     def solve(self, task: Task, store: Any) -> AnswerResult:
         """A patient task through :func:`agent.runner.answer`, a cohort task (``patient is None``) through
@@ -115,10 +93,9 @@ class AgentSolver:
         if task.patient is None:
             from ehr_agent.agent.cohort import answer_cohort
 
-            return answer_cohort(store, task.question, model=model, settings=self.settings,
-                                 graph=self._cohort_graph(store, model))
+            return answer_cohort(store, task.question, model=model, settings=self.settings, sessions=self.sessions)
         return answer(store, task.patient, task.question, model=model, settings=self.settings, as_of=task.as_of,
-                      graph=self._graph(store, model))
+                      sessions=self.sessions)
 
 
 class FullContextSolver:

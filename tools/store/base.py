@@ -297,6 +297,10 @@ class FHIRStore(abc.ABC):
         p = normalize_params(params) + [("_summary", "count")]
         return int(self.search(resource_type, p).get("total", 0))
 
+    def data_version(self) -> str:
+        """A token that changes whenever the store's data changes ("" when the store cannot tell)."""
+        return ""
+
     def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
 
