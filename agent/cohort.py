@@ -19,10 +19,11 @@ import functools
 import re
 import time
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langgraph.config import get_stream_writer
+from typing_extensions import TypedDict  # pydantic (LangGraph's JSON schemas) needs it before Python 3.12
 
 from ehr_agent import prompts
 from ehr_agent.agent.citations import CitationReport

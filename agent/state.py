@@ -9,9 +9,10 @@ each reference a tool returned to its one-line projection.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from langchain_core.messages import AnyMessage
+from typing_extensions import TypedDict  # pydantic (LangGraph's JSON schemas) needs it before Python 3.12
 
 
 class AgentInput(TypedDict, total=False):

@@ -484,6 +484,16 @@ def test_context_patient_scope(store):  # noqa: F811
     assert {"patient_id", "as_of"} <= set(schema["properties"]) and "store" not in schema["properties"]
 
 
+def test_graphs_publish_their_json_schemas():
+    """What `langgraph dev` serves to Studio: input, output and context schemas of both graphs."""
+    from ehr_agent.agent.cohort import build_cohort_graph
+
+    for g, inputs in ((build_graph(), {"patient_id", "question", "as_of"}), (build_cohort_graph(), {"question"})):
+        assert set(g.get_input_jsonschema()["properties"]) == inputs
+        assert set(g.get_output_jsonschema()["properties"]) == {"result", "history"}
+        assert set(g.get_context_jsonschema()["properties"]) == {"patient_id", "as_of"}
+
+
 def test_sessions_belong_to_the_context_and_follow_the_data_version(store, monkeypatch):  # noqa: F811
     """Scripted model. The tool session is reused while the store's data version stays, rebuilt when it changes."""
     from ehr_agent.agent.context import EHRContext
