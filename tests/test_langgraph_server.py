@@ -152,7 +152,13 @@ def test_langgraph_dev_serves_streams_and_checkpoints_a_thread(server):
 
     url, log, _ = server
     client = get_sync_client(url=url)
-    assert [a["graph_id"] for a in client.assistants.search(graph_id=GRAPH)] == [GRAPH]
+    assistants = client.assistants.search(graph_id=GRAPH)
+    assert [a["graph_id"] for a in assistants] == [GRAPH]
+    # what Studio draws its input form from: the graph's input, output and context JSON schemas
+    schemas = client.assistants.get_schemas(assistants[0]["assistant_id"])
+    assert {"patient_id", "question"} <= set(schemas["input_schema"]["properties"]), schemas["input_schema"]
+    assert "result" in schemas["output_schema"]["properties"], schemas["output_schema"]
+    assert {"patient_id", "as_of"} <= set(schemas["context_schema"]["properties"]), schemas["context_schema"]
     thread = client.threads.create()["thread_id"]
 
     first = _stream(client, thread, "What was her last HbA1c?")
