@@ -137,13 +137,13 @@ def server(tmp_path_factory):
         assert not _group_alive(proc.pid), f"langgraph dev left processes in group {proc.pid}"
 
 
-def _stream(client, thread_id: str, question: str, **kw) -> dict[str, list]:
-    """The run's stream parts by event (``updates``, ``values``, ``messages``, ``error``...)."""
+def _stream(client, log: Path, thread_id: str, question: str, **kw) -> dict[str, list]:
+    """The run's stream parts by event (``updates``, ``values``, ``messages``); a server error fails with its log."""
     parts: dict[str, list] = {}
     for part in client.runs.stream(thread_id, GRAPH, input={"patient_id": ALICE, "question": question},
                                    stream_mode=["updates", "values", "messages-tuple"], **kw):
         parts.setdefault(part.event.split("|")[0], []).append(part.data)
-    assert "error" not in parts, parts["error"]
+    assert "error" not in parts, f"{parts['error']}\n{log.read_text(errors='replace')[-4000:]}"
     return parts
 
 
@@ -161,7 +161,7 @@ def test_langgraph_dev_serves_streams_and_checkpoints_a_thread(server):
     assert {"patient_id", "as_of"} <= set(schemas["context_schema"]["properties"]), schemas["context_schema"]
     thread = client.threads.create()["thread_id"]
 
-    first = _stream(client, thread, "What was her last HbA1c?")
+    first = _stream(client, log, thread, "What was her last HbA1c?")
     nodes = [node for update in first["updates"] for node in update]
     assert nodes == ["manifest", "agent", "tools", "agent", "check", "finish"], nodes
     result = first["values"][-1]["result"]
@@ -174,7 +174,7 @@ def test_langgraph_dev_serves_streams_and_checkpoints_a_thread(server):
     tool = [m for m in messages if m["type"] == "tool"]
     assert tool and tool[0]["name"] == "lookup" and LAST_A1C in tool[0]["content"], tool
 
-    second = _stream(client, thread, "And the one before?",
+    second = _stream(client, log, thread, "And the one before?",
                      config={"configurable": {"model": "scripted:" + json.dumps(FOLLOW_UP_TURNS)}})
     follow = second["values"][-1]["result"]
     assert follow["verified"] is True and follow["citations"] == [PREVIOUS_A1C], follow
