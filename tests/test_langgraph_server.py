@@ -106,7 +106,8 @@ def server(tmp_path_factory):
     finally:
         store.close()
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+    # the developer's own EHR_AGENT_* settings (a model, an index, limits) would change what the server runs
+    env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV and not k.startswith("EHR_AGENT_")}
     env.update(OFFLINE_ENV)
     env.update({"EHR_AGENT_STORE": str(store_dir), "EHR_AGENT_MODEL": "scripted:" + json.dumps(FIRST_TURNS)})
     log = tmp / "server.log"
