@@ -105,7 +105,7 @@ class GraphFactory:
 
         conf = dict((config or {}).get("configurable") or {})
         fields = AgentSettings.model_fields
-        settings = AgentSettings(**{k: v for k, v in conf.items() if k in fields})
+        settings = AgentSettings(**{k: v for k, v in conf.items() if k in fields and v is not None})
         if not settings.store:
             raise RuntimeError("set EHR_AGENT_STORE (or the configurable 'store') to a store directory or "
                                "FHIR base URL")

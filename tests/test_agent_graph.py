@@ -547,7 +547,7 @@ def test_stream_mode_messages_yields_tokens_and_tool_messages(store):  # noqa: F
     assert "HbA1c 6.8 %" in "".join(c["text"] for c in seen["custom"] if c["type"] == "token")
 
 
-def test_make_graph_honours_its_config(store, monkeypatch, tmp_path):  # noqa: F811
+def test_make_graph_honours_its_config(store, monkeypatch):  # noqa: F811
     """Scripted models. config["configurable"] sets the store, the model, settings and the patient scope,
     over (or without) the EHR_AGENT_* variables; the environment's model is not used when the config names one."""
     from ehr_agent.agent.graph import GraphFactory
