@@ -366,7 +366,7 @@ def test_make_graph_from_environment_for_langgraph_dev(store, monkeypatch):  # n
     from ehr_agent.agent.graph import make_graph
 
     config = json.loads((Path(__file__).resolve().parents[1] / "langgraph.json").read_text())
-    assert config["graphs"]["ehr_agent"] == "./agent/graph.py:make_graph"
+    assert config["graphs"]["ehr_agent"] == "ehr_agent.agent.graph:make_graph"
     monkeypatch.setenv("EHR_AGENT_STORE", str(store.directory))
     monkeypatch.setenv("EHR_AGENT_MODEL", "scripted:" + json.dumps([call("observations", text="a1c"),
                                                                       "HbA1c 6.8 % [Observation/a1c-3]."]))
