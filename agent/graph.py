@@ -20,6 +20,8 @@ of every run. :func:`make_graph` builds one from ``EHR_AGENT_*`` environment var
 
 from __future__ import annotations
 
+import asyncio
+
 import threading
 from typing import Any
 
@@ -145,5 +147,11 @@ FACTORY = GraphFactory()
 
 
 def make_graph(config: RunnableConfig | dict | None = None):
-    """The graph ``langgraph dev`` serves (``langgraph.json``): see :meth:`GraphFactory.make_graph`."""
+    """The patient graph built from settings and ``config``: see :meth:`GraphFactory.make_graph`."""
     return FACTORY.make_graph(config)
+
+
+async def serve_graph(config: RunnableConfig | dict | None = None):
+    """The graph ``langgraph dev`` serves (``langgraph.json``): :func:`make_graph` in a worker thread, because
+    opening a store and loading a model are blocking I/O that the server's event loop refuses."""
+    return await asyncio.to_thread(FACTORY.make_graph, config)

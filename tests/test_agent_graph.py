@@ -363,15 +363,20 @@ def test_make_graph_from_environment_for_langgraph_dev(store, monkeypatch):  # n
     """Scripted model named in EHR_AGENT_MODEL; the factory langgraph.json points at."""
     from pathlib import Path
 
-    from ehr_agent.agent.graph import make_graph
+    import asyncio
+
+    from ehr_agent.agent.graph import make_graph, serve_graph
 
     config = json.loads((Path(__file__).resolve().parents[1] / "langgraph.json").read_text())
-    assert config["graphs"]["ehr_agent"] == "ehr_agent.agent.graph:make_graph"
+    assert config["graphs"]["ehr_agent"] == "ehr_agent.agent.graph:serve_graph"
     monkeypatch.setenv("EHR_AGENT_STORE", str(store.directory))
     monkeypatch.setenv("EHR_AGENT_MODEL", "scripted:" + json.dumps([call("observations", text="a1c"),
                                                                       "HbA1c 6.8 % [Observation/a1c-3]."]))
     g = make_graph()
     out = g.invoke({"patient_id": "pa", "question": "HbA1c?", "as_of": AS_OF})
+    assert out["result"]["verified"] and out["result"]["citations"] == ["Observation/a1c-3"]
+    # the server's entry builds the same graph off its event loop
+    out = asyncio.run(serve_graph()).invoke({"patient_id": "pa", "question": "HbA1c?", "as_of": AS_OF})
     assert out["result"]["verified"] and out["result"]["citations"] == ["Observation/a1c-3"]
     monkeypatch.delenv("EHR_AGENT_STORE")
     with pytest.raises(RuntimeError, match="EHR_AGENT_STORE"):

@@ -113,7 +113,7 @@ def server(tmp_path_factory):
     log = tmp / "server.log"
     # cwd is the temp folder: the in-memory server persists its threads under ./.langgraph_api
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd + ["dev", "--no-browser", "--no-reload", "--allow-blocking", "--host", "127.0.0.1",
+        proc = subprocess.Popen(cmd + ["dev", "--no-browser", "--no-reload", "--host", "127.0.0.1",
                                        "--port", str(port), "--config", str(ROOT / "langgraph.json")],
                                 cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
