@@ -23,11 +23,22 @@ _WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|pe
                   r"children|kids|females|males)\b", re.I)
 
 
+_COMPARE = re.compile(r"\b(higher|lower|rise|rose|risen|fall|fell|fallen|up|down|increase[ds]?|decrease[ds]?|"
+                      r"vs|versus|compare[ds]?|comparing|change[ds]?|went|gone|better|worse|improved?)\b", re.I)
+
+
 def align_lookup_args(args: dict, question: str) -> dict:
-    """``lookup`` arguments with the day the question names: ``latest``/``first`` asked about one stated day
-    (and no range) become ``on_date`` that day; ``on_date`` without a date takes the question's."""
+    """``lookup`` arguments with what the question states: a comparison between two years ("2014 vs 2017:
+    higher or lower?") is ``change`` from the first to the last; ``latest``/``first`` asked about one stated
+    day (and no range) become ``on_date`` that day; ``on_date`` without a date takes the question's."""
     out = dict(args)
     op = out.get("op")
+    years = sorted(set(_YEAR.findall(question)))
+    if len(years) >= 2 and _COMPARE.search(question) and op in ("latest", "first", "on_date", "all", "change"):
+        if op != "change" or not (out.get("start") and out.get("end")):
+            out["op"], out["start"], out["end"] = "change", years[0], years[-1]
+            out.pop("date", None)
+        return out
     days = written_dates(question)
     if len(days) == 1 and not _RANGE_WORDS.search(question) and len(days[0]) >= 7:
         if op in ("latest", "first") or (op == "on_date" and not out.get("date")):

@@ -127,7 +127,7 @@ class CohortMode:
             evidence={k: v for k, v in evidence.items() if not is_query_key(k)}, question=state.get("question") or "")
         _writer()({"type": "check", "verified": report.verified, "citations": report.citations,
                    "unsupported": report.unsupported, "auto_cited": []})
-        if not report.verified:
+        if not report.verified and ctx.agent_settings.answer_from_tools:
             # The count tool printed its answer as a sentence with its citation; when the model's own sentence
             # fails, that sentence (for a count that ran in this question) is checked in its place, which
             # saves a repair turn that a small model often spends restating the instructions.

@@ -224,8 +224,18 @@ class PatientMode:
                     draft, report = patched, retry
                 else:
                     auto = []
+        composed = False
+        if not report.verified and settings.answer_from_tools:
+            # lookup printed its computed answer as sentences with their citations; when the model's own
+            # sentence fails (a give-up over a count that ran, a wrong reading), those sentences are checked
+            # in its place, by the same citation and claim checks, instead of spending a repair turn.
+            lines = lookup_answers(state.get("messages") or [])
+            if lines:
+                again = run_check(" ".join(lines))
+                if again.verified:
+                    draft, report, composed = " ".join(lines), again, True
         _writer()({"type": "check", "verified": report.verified, "citations": report.citations,
-                   "unsupported": report.unsupported, "auto_cited": auto})
+                   "unsupported": report.unsupported, "auto_cited": auto, "composed": composed})
         repairs = int(state.get("repairs") or 0)
         route_to = "finish" if report.verified or repairs >= settings.max_repairs else "repair"
         out: dict[str, Any] = {"report": report.model_dump(), "route": route_to, "draft": draft}
@@ -240,6 +250,22 @@ class PatientMode:
         lines = list(evidence.values())[-ctx.agent_settings.evidence_in_answer_prompt:]
         return prompts.render("agent_repair", problems="\n".join(f"- {p}" for p in report.problems()),
                               evidence="\n".join(lines) or "(none)")
+
+
+_ANSWER_LINE = re.compile(r"^Answer: (.+)$", re.M)
+
+
+def lookup_answers(messages: list) -> list[str]:
+    """The ``Answer:`` sentences of this question's ``lookup`` results, in order, each once."""
+    out: list[str] = []
+    for m in messages:
+        if getattr(m, "type", "") == "tool" and getattr(m, "name", "") == "lookup":
+            for line in _ANSWER_LINE.findall(str(m.content)):
+                line = line.strip()
+                line = line if line.endswith(".") else line + "."
+                if line not in out:
+                    out.append(line)
+    return out
 
 
 class AgentNodes:

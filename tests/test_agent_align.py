@@ -17,11 +17,26 @@ def test_latest_asked_about_a_stated_day_becomes_on_date():
     assert align_call("lookup", {"op": "on_date", "what": "A1c"}, q)["date"] == "2019-10"
 
 
+def test_a_comparison_between_two_years_becomes_change():
+    for q, args, span in [
+        ("total cholesterol 2014 vs 2017: higher or lower?",
+         {"op": "latest", "what": "total cholesterol", "kind": "lab", "date": "2014"}, ("2014", "2017")),
+        ("Comparing 2001 with 2003, did her LDL cholesterol rise or fall?", {"op": "latest", "what": "LDL"},
+         ("2001", "2003")),
+        ("Did his weight go up or down from 2012 to 2015?", {"op": "change", "what": "weight"}, ("2012", "2015")),
+        ("Between March 2015 and May 2019 did it rise?", {"op": "change", "what": "A1c"}, ("2015", "2019")),
+    ]:
+        got = align_call("lookup", args, q)
+        assert got["op"] == "change" and (got["start"], got["end"]) == span and "date" not in got, (q, got)
+    # a change the model already bounded keeps its bounds
+    args = {"op": "change", "what": "A1c", "start": "2015-03", "end": "2019-05"}
+    assert align_call("lookup", dict(args), "Between March 2015 and May 2019 did it rise?") == args
+
+
 def test_lookup_calls_the_question_does_not_settle_pass_unchanged():
     for q, args in [
         ("What is his latest weight?", {"op": "latest", "what": "weight"}),
         ("What was her last A1c before May 2019?", {"op": "latest", "what": "A1c", "end": "2019-05"}),
-        ("Between March 2015 and May 2019 did it rise?", {"op": "change", "what": "A1c"}),
         ("Was she on metformin on the 5th of May 2019?", {"op": "active_on", "what": "metformin", "date": "2019-05-05"}),
         ("How many visits in 2016?", {"op": "count", "what": "visits", "start": "2016", "end": "2016"}),
     ]:
@@ -56,3 +71,40 @@ def test_graph_runs_the_aligned_lookup(fixture_store):
     r = answer(fixture_store, ALICE, "What was her A1c at the Sept 30, 2019 visit?", model=model)
     assert r.tool_calls[0]["arguments"] == {"op": "on_date", "what": "A1c", "date": "2019-09-30"}
     assert r.verified and r.citations == [ref], r
+
+
+def test_a_give_up_over_a_count_that_ran_is_answered_from_lookups_own_sentence(fixture_store):
+    """Scripted model: lookup counts her flu shots, then the model says 'Not in the record.' (seen with the
+    embedded model). The claim check rejects the give-up; lookup's own answer sentence is checked in its
+    place and returned, verified, without a repair turn."""
+    import json
+
+    from ehr_agent.agent.models.scripted import ScriptedModel
+    from ehr_agent.agent.runner import answer
+    from ehr_agent.tools.patient_tools import PatientSession
+    from tests.conftest import ALICE
+
+    args = {"op": "count", "what": "flu shot"}
+    want = PatientSession(fixture_store, ALICE).call("lookup", args).text
+    n = int(want.split("Answer: ", 1)[1].split(" ", 1)[0])
+    assert n >= 1
+    call = "```tool_call\n" + json.dumps({"tool": "lookup", "arguments": args}) + "\n```"
+    model = ScriptedModel([call, "Not in the record."])
+    r = answer(fixture_store, ALICE, "How many flu shots has she had?", model=model)
+    assert r.verified and r.answer.startswith(f"{n} (flu shot)"), r
+    assert r.steps == 2 and r.citations
+
+
+def test_a_wrong_reading_without_a_lookup_answer_still_goes_to_repair(fixture_store):
+    """Scripted model: no lookup ran (a plain observations call), the stated value is wrong: nothing to answer
+    from, so the check sends it back to the model (which here repeats itself and ends unverified)."""
+    import json
+
+    from ehr_agent.agent.models.scripted import ScriptedModel
+    from ehr_agent.agent.runner import answer
+    from tests.conftest import ALICE
+
+    call = "```tool_call\n" + json.dumps({"tool": "observations", "arguments": {"text": "hemoglobin a1c", "mode": "all"}}) + "\n```"
+    wrong = "Her last HbA1c was 7.4 % on 2015-06-20 [Observation/8f90a2c8-46b4-5b1f-8c7d-4193bf9ea288]."
+    r = answer(fixture_store, ALICE, "What was her last HbA1c?", model=ScriptedModel([call, wrong, wrong, wrong, wrong]))
+    assert not r.verified and "unsupported" in r.answer

@@ -236,10 +236,15 @@ def _refs(store, pid, what, op="all", **kw):
     return s.call("lookup", {"op": op, "what": what, **kw})
 
 
+# The model alone: no answering from lookup's own sentences when its answer fails (that fallback is tested in
+# tests/test_agent_align.py); here the check's verdict on the model's sentence is what is tested.
+MODEL_ALONE = AgentSettings(answer_from_tools=False)
+
+
 def _run(store, wrong: str, question: str, lookup_args: dict):
     """Scripted model: one lookup, then the same wrong answer twice (it does not fix it in the repair)."""
     model = ScriptedModel([_call("lookup", **lookup_args), wrong, wrong])
-    return answer(store, ALICE, question, model=model, settings=AgentSettings(), as_of=AS_OF)
+    return answer(store, ALICE, question, model=model, settings=MODEL_ALONE, as_of=AS_OF)
 
 
 A1C_2015 = "Observation/8f90a2c8-46b4-5b1f-8c7d-4193bf9ea288"  # 7.4 % on 2015-06-20 (fhir_fixtures)
@@ -323,7 +328,7 @@ def test_uncited_count_is_cited_with_the_records_counted(fixture_store):
     assert res.verified and res.citations and res.citations[0].startswith("Immunization/"), res.answer
     model = ScriptedModel([call, "She had 2 flu shots in 2014.", "She had 2 flu shots in 2014."])
     res = answer(fixture_store, ALICE, "How many flu shots did she get in 2014?", model=model,
-                 settings=AgentSettings(), as_of=AS_OF)
+                 settings=MODEL_ALONE, as_of=AS_OF)
     assert not res.verified
 
 

@@ -301,6 +301,9 @@ class AgentSettings(_Section):
     max_steps: int = Field(6, ge=1, le=50, description="model turns allowed before the honest step-limit answer")
     auto_cite: bool = Field(True, description="cite uncited sentences whose values match exactly one evidence row "
                                               "(checked like any citation) before asking the model to repair")
+    answer_from_tools: bool = Field(True, description="when the model's answer fails the check, check the answer "
+                                                      "sentences lookup/cohort_count computed in its place (no "
+                                                      "repair turn if they pass); false measures the model alone")
     check_claims: bool = Field(True, description="check what sentences claim (latest, first, counts, absence, "
                                                  "concept, direction, age, active) against the store (agent.claims)")
     max_repairs: int = Field(1, ge=0, le=3, description="repair rounds after a failed citation check")
