@@ -127,21 +127,15 @@ class CohortMode:
             evidence={k: v for k, v in evidence.items() if not is_query_key(k)}, question=state.get("question") or "")
         _writer()({"type": "check", "verified": report.verified, "citations": report.citations,
                    "unsupported": report.unsupported, "auto_cited": []})
-        if not report.verified and ctx.agent_settings.answer_from_tools:
+        if not report.verified:
             # The count tool printed its answer as a sentence with its citation; when the model's own sentence
             # fails, that sentence (for a count that ran in this question) is checked in its place, which
             # saves a repair turn that a small model often spends restating the instructions.
-            composed = compose_answer([str(m.content) for m in state.get("messages") or []
-                                       if getattr(m, "type", "") == "tool"], [k for k in evidence if is_query_key(k)])
-            if composed:
-                again = check_cohort_answer(
-                    composed, ran=[k for k in evidence if is_query_key(k)], recount=session.recount,
-                    evidence={k: v for k, v in evidence.items() if not is_query_key(k)},
-                    question=state.get("question") or "")
-                if again.verified:
-                    report, draft = again, composed
-                    _writer()({"type": "check", "verified": True, "citations": again.citations, "unsupported": [],
-                               "auto_cited": [], "composed": True})
+            found = self.compose(state, ctx)
+            if found:
+                draft, report = found
+                _writer()({"type": "check", "verified": True, "citations": report.citations, "unsupported": [],
+                           "auto_cited": [], "composed": True})
         repairs = int(state.get("repairs") or 0)
         route_to = "finish" if report.verified or repairs >= ctx.agent_settings.max_repairs else "repair"
         if route_to == "finish" and not report.verified and not set(report.citations) & set(evidence):
@@ -152,6 +146,21 @@ class CohortMode:
                 " Counts that ran: " + "; ".join(ran[:4]) + "." if ran else "")
             report = report.model_copy(update={"marked_answer": honest})
         return {"report": report.model_dump(), "route": route_to, "draft": draft}
+
+    def compose(self, state: AgentState, ctx: EHRContext) -> tuple[str, CitationReport] | None:
+        """The count tool's ``Answer:`` sentence for the last count that ran, if re-running it agrees."""
+        if not ctx.agent_settings.answer_from_tools:
+            return None
+        evidence = state.get("evidence") or {}
+        ran = [k for k in evidence if is_query_key(k)]
+        text = compose_answer([str(m.content) for m in state.get("messages") or []
+                               if getattr(m, "type", "") == "tool"], ran)
+        if not text:
+            return None
+        report = check_cohort_answer(text, ran=ran, recount=self.toolkit(ctx).recount,
+                                     evidence={k: v for k, v in evidence.items() if not is_query_key(k)},
+                                     question=state.get("question") or "")
+        return (text, report) if report.verified else None
 
     def repair_prompt(self, state: AgentState, ctx: EHRContext) -> str:
         """The failing sentences and the counts the tools returned."""

@@ -99,6 +99,11 @@ class GraphMode(Protocol):
         """The user turn that sends the check's findings back to the model."""
         ...
 
+    def compose(self, state: AgentState, ctx: EHRContext) -> tuple[str, CitationReport] | None:
+        """An answer written from the tools' own computed sentences of this question, with its passing check;
+        None when there is none or it does not pass (``answer_from_tools``)."""
+        ...
+
     def first_call_tools(self, settings: AgentSettings) -> tuple[str, ...]:
         """Tools the constrained first turn may call."""
         ...
@@ -225,15 +230,13 @@ class PatientMode:
                 else:
                     auto = []
         composed = False
-        if not report.verified and settings.answer_from_tools:
+        if not report.verified:
             # lookup printed its computed answer as sentences with their citations; when the model's own
             # sentence fails (a give-up over a count that ran, a wrong reading), those sentences are checked
             # in its place, by the same citation and claim checks, instead of spending a repair turn.
-            lines = lookup_answers(state.get("messages") or [])
-            if lines:
-                again = run_check(" ".join(lines))
-                if again.verified:
-                    draft, report, composed = " ".join(lines), again, True
+            found = self.compose(state, ctx)
+            if found:
+                (draft, report), composed = found, True
         _writer()({"type": "check", "verified": report.verified, "citations": report.citations,
                    "unsupported": report.unsupported, "auto_cited": auto, "composed": composed})
         repairs = int(state.get("repairs") or 0)
@@ -243,6 +246,21 @@ class PatientMode:
             # Rows that contradict a claim become evidence, so the repaired answer can cite them.
             out["evidence"] = {**evidence, **report.claim_evidence}
         return out
+
+    def compose(self, state: AgentState, ctx: EHRContext) -> tuple[str, CitationReport] | None:
+        """lookup's ``Answer:`` sentences of this question, if they pass the citation and claim checks."""
+        if not ctx.agent_settings.answer_from_tools:
+            return None
+        lines = lookup_answers(state.get("messages") or [])
+        if not lines:
+            return None
+        session = self.toolkit(ctx, state)
+        checker = ClaimChecker(session, state.get("question") or "") if ctx.agent_settings.check_claims else None
+        text = " ".join(lines)
+        report = check_answer(text, state.get("evidence") or {}, belongs=session.belongs,
+                              computed=state.get("computed") or [], question=state.get("question") or "",
+                              as_of=state.get("resolved_as_of"), claims=checker)
+        return (text, report) if report.verified else None
 
     def repair_prompt(self, state: AgentState, ctx: EHRContext) -> str:
         report = CitationReport.model_validate(state["report"])
@@ -382,7 +400,8 @@ class AgentNodes:
                      "refused": out.refused, "error": out.error, "seconds": round(time.perf_counter() - t0, 4)}
             log.append(entry)
             write({"type": "tool", **entry, "preview": out.text.split("\n", 1)[0][:160]})
-        return {"messages": messages, "evidence": evidence, "computed": computed, "proofs": proofs, "tool_log": log}
+        return {"messages": messages, "evidence": evidence, "computed": computed, "proofs": proofs, "tool_log": log,
+                "last_calls": [c.name for c in calls]}
 
     def check(self, state: AgentState, runtime: Runtime[EHRContext]) -> dict[str, Any]:
         """Verify the draft (the mode's check)."""
@@ -399,7 +418,16 @@ class AgentNodes:
 
     def limit(self, state: AgentState, runtime: Runtime[EHRContext]) -> dict[str, Any]:
         """The step limit was reached: say so, with the evidence found so far."""
-        max_steps = self.context(runtime).agent_settings.max_steps
+        ctx = self.context(runtime)
+        max_steps = ctx.agent_settings.max_steps
+        found = self.mode.compose(state, ctx)
+        if found:
+            # The model kept calling tools (often the same call again), but a tool already computed an answer
+            # that passes the checks: return that rather than "could not answer".
+            text, report = found
+            _writer()({"type": "check", "verified": True, "citations": report.citations, "unsupported": [],
+                       "auto_cited": [], "composed": True})
+            return self._done(state, self._result(state, answer=text, citations=report.citations, verified=True))
         evidence = state.get("evidence") or {}
         lines = "\n".join(f"- {v}" for v in list(evidence.values())[:15]) or "- (none)"
         text = prompts.render("agent_limit", steps=max_steps, evidence=lines)
@@ -428,7 +456,12 @@ class AgentNodes:
     def after_tools(self, state: AgentState, runtime: Runtime[EHRContext]) -> str:
         """Routing after ``tools``: back to the model, or to ``limit`` when the steps are used up."""
         max_steps = self.context(runtime).agent_settings.max_steps
-        return "limit" if int(state.get("steps") or 0) >= max_steps else "agent"
+        log = state.get("tool_log") or []
+        n = len(state.get("last_calls") or [])
+        repeated = bool(n) and all(c in [(e["name"], e["arguments"]) for e in log[:-n]]
+                                   for c in [(e["name"], e["arguments"]) for e in log[-n:]])
+        # A model that only repeats calls it already made has nothing new to read: stop the loop there.
+        return "limit" if repeated or int(state.get("steps") or 0) >= max_steps else "agent"
 
     # ---- helpers --------------------------------------------------------------------------------
     def _result(self, state: AgentState, **kw: Any) -> AnswerResult:

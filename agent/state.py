@@ -38,6 +38,8 @@ class AgentState(AgentInput, total=False):
     draft: str
     report: dict[str, Any] | None
     tool_log: list[dict[str, Any]]
+    #: the tool calls of the last tools step (their names; the entries are the last ones of tool_log)
+    last_calls: list[str]
     prompt_tokens: int
     completion_tokens: int
     model_seconds: float

@@ -108,3 +108,18 @@ def test_a_wrong_reading_without_a_lookup_answer_still_goes_to_repair(fixture_st
     wrong = "Her last HbA1c was 7.4 % on 2015-06-20 [Observation/8f90a2c8-46b4-5b1f-8c7d-4193bf9ea288]."
     r = answer(fixture_store, ALICE, "What was her last HbA1c?", model=ScriptedModel([call, wrong, wrong, wrong, wrong]))
     assert not r.verified and "unsupported" in r.answer
+
+
+def test_a_model_repeating_its_call_is_stopped_and_answered_from_the_tool(fixture_store):
+    """Scripted model: it makes the same lookup call again and again (seen with the embedded model: six times
+    until the step limit). The graph stops at the first repeat and answers from lookup's own sentence."""
+    import json
+
+    from ehr_agent.agent.models.scripted import ScriptedModel
+    from ehr_agent.agent.runner import answer
+    from tests.conftest import ALICE
+
+    call = "```tool_call\n" + json.dumps({"tool": "lookup", "arguments": {"op": "count", "what": "flu shot"}}) + "\n```"
+    r = answer(fixture_store, ALICE, "How many flu shots has she had?", model=ScriptedModel([call] * 6))
+    assert r.verified and "(flu shot)" in r.answer and r.error is None, r
+    assert r.steps == 2 and len(r.tool_calls) == 2

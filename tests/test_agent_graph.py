@@ -80,8 +80,10 @@ def test_answer_still_failing_after_repair_is_marked(store):  # noqa: F811
 
 
 def test_step_limit_gives_an_honest_answer_with_evidence(store):  # noqa: F811
-    """Scripted model that never stops calling tools."""
-    res, model = ask(store, [call("observations", text="a1c")] * 10, max_steps=3)
+    """Scripted model that never stops calling tools (each call new: a repeated call ends the loop earlier,
+    tests/test_agent_align.py)."""
+    res, model = ask(store, [call("observations", text=t) for t in ("a1c", "glucose", "weight", "height", "bmi")],
+                     max_steps=3)
     assert res.error and "step limit" in res.error
     assert res.answer.startswith("I could not answer within 3 steps")
     assert "[Observation/a1c-3]" in res.answer  # the evidence found so far
