@@ -27,12 +27,26 @@ _COMPARE = re.compile(r"\b(higher|lower|rise|rose|risen|fall|fell|fallen|up|down
                       r"vs|versus|compare[ds]?|comparing|change[ds]?|went|gone|better|worse|improved?)\b", re.I)
 
 
-def align_lookup_args(args: dict, question: str) -> dict:
+def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool] | None = None,
+                      written_name: str | None = None) -> dict:
     """``lookup`` arguments with what the question states: a comparison between two years ("2014 vs 2017:
     higher or lower?") is ``change`` from the first to the last; ``latest``/``first`` asked about one stated
     day (and no range) become ``on_date`` that day; ``on_date`` without a date takes the question's."""
     out = dict(args)
     op = out.get("op")
+    what = out.get("what") if isinstance(out.get("what"), str) else ""
+    mine = set(re.findall(r"[a-z0-9]+", what.lower()))
+    if written_name and mine and mine <= set(re.findall(r"[a-z0-9]+", written_name.lower())):
+        # The question writes out a name of the record in full and the model passed part of it ("BMI" for
+        # "Body mass index (BMI) [Percentile] Per age and gender"): the full name says which series.
+        out["what"] = written_name
+    elif resolves is not None and what:
+        out["what"] = choose_what(what, question, resolves)
+    if not _PERIODISH.search(question) and not written_dates(question) and op in (
+            "count", "exists", "list", "latest", "first", "all"):
+        # The question names no period: a window the model added (often "since today") is not asked for.
+        out.pop("start", None)
+        out.pop("end", None)
     years = sorted(set(_YEAR.findall(question)))
     if len(years) >= 2 and _COMPARE.search(question) and op in ("latest", "first", "on_date", "all", "change"):
         if op != "change" or not (out.get("start") and out.get("end")):
@@ -63,12 +77,15 @@ def align_count_args(args: dict, question: str, resolves: Callable[[str], bool] 
     return out
 
 
-def align_call(name: str, args: dict, question: str, resolves: Callable[[str], bool] | None = None) -> dict:
-    """The arguments of one tool call after the rules for its tool (others unchanged)."""
+def align_call(name: str, args: dict, question: str, resolves: Callable[[str], bool] | None = None,
+               written_name: str | None = None) -> dict:
+    """The arguments of one tool call after the rules for its tool (others unchanged). ``resolves`` tells
+    whether a phrase names something the session holds; ``written_name`` is a name of the record the question
+    writes out in full (patient graph)."""
     if not isinstance(args, dict) or not question:
         return args
     if name == "lookup":
-        return align_lookup_args(args, question)
+        return align_lookup_args(args, question, resolves, written_name)
     if name == "cohort_count":
         return align_count_args(args, question, resolves)
     return args

@@ -136,9 +136,14 @@ class PatientMode:
         return tuple(settings.first_call_tools)
 
     def prepare_calls(self, calls: list[ToolCall], state: AgentState, ctx: EHRContext) -> list[ToolCall]:
-        """``lookup`` calls held to the day the question names (:func:`~ehr_agent.agent.align.align_call`)."""
+        """``lookup`` calls held to what the question states (:func:`~ehr_agent.agent.align.align_call`)."""
         question = state.get("question") or ""
-        return [c.model_copy(update={"arguments": align_call(c.name, c.arguments, question)})
+        if not any(c.name == "lookup" for c in calls):
+            return calls
+        session = self.toolkit(ctx, state)
+        written = session.name_written_in(question)
+        return [c.model_copy(update={"arguments": align_call(c.name, c.arguments, question, session.names_something,
+                                                             written)})
                 if c.name == "lookup" and isinstance(c.arguments, dict) else c for c in calls]
 
     def begin(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from datetime import date
 from typing import Any, ClassVar
 
 from ehr_agent.tools import calculator
+from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.dispatch import dispatch_tool
 from ehr_agent.tools.facts import Lookup, LookupArgs
 from ehr_agent.tools.record_cache import DEFAULT_RECORD_CACHE, PatientRecord, RecordCache, data_version_of
@@ -524,6 +525,20 @@ class PatientSession:
                 break
         head = f"search '{a.query}'" + (f": {len(ev)} hits" if ev else ": nothing found")
         return ToolOutput(text="\n".join([head] + list(ev.values())), evidence=ev)
+
+    def names_something(self, phrase: str) -> bool:
+        """Whether ``phrase`` names a concept of this record (what ``lookup`` can resolve)."""
+        self._sync()
+        return bool(vocab.resolve(phrase, self._lookup.concepts(vocab.ALL_TYPES)))
+
+    def name_written_in(self, text: str) -> str | None:
+        """The longest name of a concept of this record that ``text`` writes out in full (two words or more),
+        e.g. "Body mass index (BMI) [Percentile] Per age and gender" quoted in a question; None if none."""
+        self._sync()
+        padded = " " + " ".join(vocab.words(text)) + " "
+        names = [c.display for c in self._lookup.concepts(vocab.ALL_TYPES)
+                 if len(vocab.words(c.display)) >= 2 and " " + " ".join(vocab.words(c.display)) + " " in padded]
+        return max(names, key=lambda n: len(vocab.words(n))) if names else None
 
     def lookup(self, a: LookupArgs) -> ToolOutput:
         """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer."""

@@ -425,6 +425,11 @@ def score_concept(query: str, concept: Concept, *, phrases=None, stems: set[str]
     stems = content_stems(query) if stems is None else stems
     low = concept.display.lower()
     bare_codes = {c.split("|")[-1] for c in concept.codes}
+    # The concept's whole name, written out in the query ("High Density Lipoprotein Cholesterol"): that name,
+    # before any lay phrase inside it ("cholesterol" alone names total cholesterol). Longer names win.
+    name = " ".join(words(concept.display))
+    if len(name.split()) >= 2 and (" " + name + " ") in (" " + " ".join(words(query)) + " "):
+        return Match(concept, 3.5 + len(name) / 1000, f"name {concept.display}")
     best: Match | None = None
     for phrase, displays, codes in phrases:
         kind = phrase_type(codes)
