@@ -23,6 +23,7 @@ _WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|pe
                   r"children|kids|females|males)\b", re.I)
 
 
+_NOW = re.compile(r"\b(right now|currently|current|at present|presently|these days|still|active|ongoing)\b", re.I)
 _COMPARE = re.compile(r"\b(higher|lower|rise|rose|risen|fall|fell|fallen|up|down|increase[ds]?|decrease[ds]?|"
                       r"vs|versus|compare[ds]?|comparing|change[ds]?|went|gone|better|worse|improved?)\b", re.I)
 
@@ -47,6 +48,12 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         # The question names no period: a window the model added (often "since today") is not asked for.
         out.pop("start", None)
         out.pop("end", None)
+    if op in ("list", "all") and _NOW.search(question) and not written_dates(question) and not out.get("date"):
+        # "What care plans is she on right now?": what is active today, not every plan she ever had.
+        out["op"] = "active_on"
+        out.pop("start", None)
+        out.pop("end", None)
+        return out
     years = sorted(set(_YEAR.findall(question)))
     if len(years) >= 2 and _COMPARE.search(question) and op in ("latest", "first", "on_date", "all", "change"):
         if op != "change" or not (out.get("start") and out.get("end")):

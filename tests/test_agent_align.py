@@ -66,6 +66,14 @@ def test_lookup_takes_the_name_the_question_writes_out_and_drops_an_unasked_wind
     assert got == {"op": "count", "what": "inpatient encounters", "start": "2017", "end": "2017"}
 
 
+def test_a_list_of_what_is_current_becomes_active_on():
+    got = align_call("lookup", {"op": "list", "what": "careplan", "kind": "careplan"},
+                     "What care plans is the patient on right now?")
+    assert got == {"op": "active_on", "what": "careplan", "kind": "careplan"}
+    args = {"op": "list", "what": "careplan", "kind": "careplan"}
+    assert align_call("lookup", dict(args), "Which care plans has she ever had?") == args
+
+
 def test_other_tools_and_empty_questions_pass_unchanged():
     assert align_call("observations", {"text": "a1c"}, "What was her A1c on Dec 30 2016?") == {"text": "a1c"}
     assert align_call("lookup", {"op": "latest", "what": "weight"}, "") == {"op": "latest", "what": "weight"}

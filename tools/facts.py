@@ -450,6 +450,10 @@ class Lookup:
             text += f", {'resolved' if t == 'Condition' else 'ended'} {end}"
         elif t == "MedicationRequest" and r.get("status"):
             text += f", status {r['status']}"
+        if t == "CarePlan":
+            acts = [concept_display((a.get("detail") or {}).get("code")) for a in r.get("activity") or []]
+            if any(acts):
+                text += "; activities: " + "; ".join(a for a in acts if a)
         return text
 
     def _earlier(self, rs: Sequence[dict], n: int = 4) -> str:
