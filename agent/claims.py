@@ -186,7 +186,27 @@ class ClaimChecker:
         return out
 
     # ---- concept ---------------------------------------------------------------------------------
+    def _asked_concept(self) -> vocab.Concept | None:
+        """The concept of this record whose whole name (two words or more) the question writes out; the longest
+        when several do ("Body mass index (BMI) [Percentile] Per age and gender" holds "Body mass index")."""
+        if not hasattr(self, "_asked"):
+            padded = " " + " ".join(vocab.words(self.question)) + " "
+            named = [c for c in self.lookup.concepts(vocab.ALL_TYPES)
+                     if len(vocab.words(c.display)) >= 2 and " " + " ".join(vocab.words(c.display)) + " " in padded]
+            self._asked = max(named, key=lambda c: len(vocab.words(c.display))) if named else None
+        return self._asked
+
     def _concept(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
+        asked = self._asked_concept() if self.question else None
+        if asked is not None and not asked.key.startswith("component|"):  # a panel row holds its components
+            for r in events:
+                if r.get("resourceType") == asked.type and self.concept_key(r) not in ({asked.key} | asked.codes):
+                    if any(self.concept_key(r) == x or (self.concept_key(r) or "").endswith("|" + x)
+                           for x in asked.codes):
+                        continue
+                    return ClaimFailure("concept", f"cites {self._name(r)}, not {asked.display}",
+                                        f"the question asks about {asked.display}, but [{ref_of(r)}] is "
+                                        f"{self._name(r)}; cite a {asked.display} record")
         measured = [r for r in events if r.get("resourceType") in ("Observation", "Immunization")]
         phrases = [p for p in vocab.lay_phrases(sentence) if p[2]]  # phrases that define codes
         if not measured or not phrases:

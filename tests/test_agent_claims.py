@@ -335,3 +335,19 @@ def test_uncited_count_is_cited_with_the_records_counted(fixture_store):
 def test_give_up_on_a_demographic_question_is_flagged(fixture_store):
     bad = verdict(fixture_store, ALICE, "Not in the record.", question="Is this patient male or female?")
     assert not bad.verified and "gender female" in bad.unsupported_reasons[0]
+
+
+def test_a_row_of_another_concept_than_the_one_the_question_names_in_full_is_flagged(fixture_store):
+    """The question writes out a name of the record ("Hemoglobin A1c/Hemoglobin.total in Blood"); a sentence
+    citing another series of the same type fails, one citing that series passes."""
+    s = PatientSession(fixture_store, ALICE, AS_OF)
+    obs = [r for r in s.of_type("Observation")]
+    a1c = next(r for r in obs if "A1c" in s.row(r).text)
+    other = next(r for r in obs if "A1c" not in s.row(r).text and r.get("valueQuantity"))
+    q = "What was her Hemoglobin A1c/Hemoglobin.total in Blood on that day?"
+    bad = ClaimChecker(s, q).check(f"It was {other['valueQuantity']['value']} [Observation/{other['id']}].",
+                                   [f"Observation/{other['id']}"])
+    assert [f.kind for f in bad] == ["concept"], bad
+    good = ClaimChecker(s, q).check(f"It was {a1c['valueQuantity']['value']} [Observation/{a1c['id']}].",
+                                    [f"Observation/{a1c['id']}"])
+    assert not [f for f in good if f.kind == "concept"], good
