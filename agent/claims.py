@@ -207,6 +207,18 @@ class ClaimChecker:
                     return ClaimFailure("concept", f"cites {self._name(r)}, not {asked.display}",
                                         f"the question asks about {asked.display}, but [{ref_of(r)}] is "
                                         f"{self._name(r)}; cite a {asked.display} record")
+        visits = [r for r in events if r.get("resourceType") == "Encounter"]
+        kinds = [p for p in vocab.lay_phrases(self.question) if vocab.phrase_type(p[2]) == "Encounter"]
+        if visits and len(kinds) == 1:
+            # The question names one kind of visit ("inpatient encounters"): a cited visit of another class is
+            # another answer (all of the year's visits counted for its inpatient stays).
+            want = {c.lower() for c in kinds[0][2]}
+            for r in visits:
+                cls = ((r.get("class") or {}).get("code") or "").lower()
+                if cls and cls not in want:
+                    return ClaimFailure("concept", f"cites a {cls.upper()} visit, not {kinds[0][0]}",
+                                        f"the question asks about {kinds[0][0]} visits, but [{ref_of(r)}] is of "
+                                        f"class {cls.upper()}; count or cite {kinds[0][0]} visits only")
         measured = [r for r in events if r.get("resourceType") in ("Observation", "Immunization")]
         phrases = [p for p in vocab.lay_phrases(sentence) if p[2]]  # phrases that define codes
         if not measured or not phrases:

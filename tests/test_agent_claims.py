@@ -16,7 +16,7 @@ from ehr_agent.agent.claims import ClaimChecker
 from ehr_agent.agent.configuration import AgentSettings
 from ehr_agent.agent.models.scripted import ScriptedModel
 from ehr_agent.agent.runner import answer
-from tests.conftest import ALICE
+from tests.conftest import ALICE, BOB
 from ehr_agent.tools.facts import age_between, numeric_value
 from ehr_agent.tools.patient_tools import PatientSession
 
@@ -351,3 +351,17 @@ def test_a_row_of_another_concept_than_the_one_the_question_names_in_full_is_fla
     good = ClaimChecker(s, q).check(f"It was {a1c['valueQuantity']['value']} [Observation/{a1c['id']}].",
                                     [f"Observation/{a1c['id']}"])
     assert not [f for f in good if f.kind == "concept"], good
+
+
+def test_visits_of_another_class_than_the_question_names_are_flagged(fixture_store):
+    s = PatientSession(fixture_store, BOB, AS_OF)
+    visits = s.of_type("Encounter")
+    imp = [r for r in visits if r["class"]["code"] == "IMP"]
+    other = [r for r in visits if r["class"]["code"] != "IMP"]
+    assert imp and other
+    q = "How many inpatient encounters did he have?"
+    cite = lambda rs: " ".join(f"[Encounter/{r['id']}]" for r in rs)  # noqa: E731
+    bad = ClaimChecker(s, q).check(f"{len(visits)} encounters {cite(visits)}.", [f"Encounter/{r['id']}" for r in visits])
+    assert any(f.kind == "concept" for f in bad), bad
+    good = ClaimChecker(s, q).check(f"{len(imp)} encounters {cite(imp)}.", [f"Encounter/{r['id']}" for r in imp])
+    assert not any(f.kind == "concept" for f in good), good
