@@ -28,7 +28,9 @@ W = QuantityGold(value=70.3, unit="kg", tolerance=0.05)
     ("72.0 kg", False),
     ("On 2019-05-02 [Observation/abc-70-3] it was 70.3 kg", True),
     ("I could not find a weight.", False),
-    ("1 2 3 4 70.3 kg", False),                   # shotgun answers do not count
+    ("1 2 3 4 70.3 kg", True),                    # a value with the gold's unit is the answer (unitless numbers before it are not)
+    ("1 2 3 4 70.3", False),                      # shotgun answers without a unit do not count
+    ("65.0 kg, or 70.3 kg", False),               # the first value in kg is the answer
 ])
 def test_quantity_units_and_tolerance(text, ok):
     assert correct(W, text) is ok
@@ -233,3 +235,11 @@ def test_integer_skips_numbers_the_question_states():
     # an answer that is only the echoed number is still read as that number
     t1 = t.model_copy(update={"answer": IntegerGold(value=1)})
     assert scorers.score_answer(t1, "One.").correct
+
+
+def test_quantity_is_the_first_value_in_the_golds_dimension():
+    g = QuantityGold(value=67.522, unit="mL/min", tolerance=0.01)
+    text = ("On 2017-11: Glomerular filtration rate/1.73 sq M.predicted was 67.522 mL/min on 2017-11-13 "
+            "[Observation/3bcdf709-8929-0083-f462-147e2520a5e4].")
+    assert correct(g, text)
+    assert not correct(g, "Glomerular filtration rate/1.73 sq M.predicted was 59.1 mL/min, earlier 67.522 mL/min.")

@@ -490,6 +490,9 @@ class Lookup:
 
     @staticmethod
     def _span(start: str | None, end: str | None) -> str:
+        if start and end and start[:4] == end[:4] and start[4:] in ("", "-01", "-01-01") and end[4:] in (
+                "", "-12", "-12-31"):
+            return f" in {start[:4]}"  # a whole year, however the model wrote it
         if start and end:
             return f" in {start}" if start == end else f" from {start} to {end}"
         if start:

@@ -58,6 +58,20 @@ def _f1(p: float, r: float) -> float:
 def score_quantity(gold: QuantityGold, text: str) -> AnswerScore:
     seen = []
     known = units.lookup(gold.unit) is not None
+    if gold.unit and known and not re.search(r"\d\s*/\s*\d", textparse.strip_refs(text)):
+        # (a pair such as "122/80 mmHg" is left to the candidates below: its first number has no unit)
+        # The first value written with a unit of the gold's dimension is the answer, whatever unitless numbers
+        # come before it (a month "2017-11", the "1.73" of "Glomerular filtration rate/1.73 sq M").
+        for v, u, _after in textparse.find_numbers(text):
+            conv = units.convert(v, u, gold.unit) if u is not None else None
+            if conv is None:
+                continue
+            tol = gold.tolerance + 1e-9
+            if u != gold.unit.lower() and conv != v:
+                tol = max(tol, abs(gold.value) * CONVERSION_TOLERANCE)
+            ok = abs(conv - gold.value) <= tol
+            return AnswerScore(correct=ok, score=float(ok), detail=f"first value in {gold.unit}: {conv:g} "
+                                                                   f"({'within' if ok else 'not within'} {tol:g} of {gold.value:g})")
     for v, u, after in textparse.find_numbers(text):
         if gold.unit and not known and after.lstrip().lower().startswith(gold.unit.lower()):
             u = None  # the gold's own (unlisted) unit, written as is
