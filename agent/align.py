@@ -48,11 +48,12 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         # The question names no period: a window the model added (often "since today") is not asked for.
         out.pop("start", None)
         out.pop("end", None)
-    if op in ("list", "all") and _NOW.search(question) and not written_dates(question) and not out.get("date"):
-        # "What care plans is she on right now?": what is active today, not every plan she ever had.
+    if op in ("list", "all") and _NOW.search(question) and not written_dates(question):
+        # "What care plans is she on right now?": what is active at as-of, not every plan she ever had (a date
+        # the model added is its own guess at "now"; the tool's as-of is the session's).
         out["op"] = "active_on"
-        out.pop("start", None)
-        out.pop("end", None)
+        for k in ("start", "end", "date"):
+            out.pop(k, None)
         return out
     years = sorted(set(_YEAR.findall(question)))
     if len(years) >= 2 and _COMPARE.search(question) and op in ("latest", "first", "on_date", "all", "change"):

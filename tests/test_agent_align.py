@@ -70,6 +70,9 @@ def test_a_list_of_what_is_current_becomes_active_on():
     got = align_call("lookup", {"op": "list", "what": "careplan", "kind": "careplan"},
                      "What care plans is the patient on right now?")
     assert got == {"op": "active_on", "what": "careplan", "kind": "careplan"}
+    got = align_call("lookup", {"op": "list", "what": "careplan", "date": "2021-02-26"},
+                     "What care plans is the patient on right now?")
+    assert got == {"op": "active_on", "what": "careplan"}
     args = {"op": "list", "what": "careplan", "kind": "careplan"}
     assert align_call("lookup", dict(args), "Which care plans has she ever had?") == args
 

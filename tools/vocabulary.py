@@ -539,8 +539,11 @@ def noun_phrases(text: str) -> list[list[str]]:
     for segment in _PHRASE_BREAKS.split(text.lower()):
         run: list[str] = []
         for w in words(segment):
-            if len(w) == 1 and run:
-                run.append(w)  # a letter after a word is part of the name ("hepatitis a", "vitamin d")
+            if len(w) == 1:
+                # a letter after a word is part of the name ("hepatitis a", "vitamin d"); a letter alone (the
+                # "s" of "patient's") starts nothing
+                if run:
+                    run.append(w)
             elif w in _PHRASE_STOP or re.fullmatch(r"[\d-]+", w):
                 if run:
                     runs.append(run)
