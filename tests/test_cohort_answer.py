@@ -17,6 +17,8 @@ def test_noun_phrases_split_on_grammar_punctuation_and_numbers():
         ["thin", "bones"], ["osteoporosis"]]
     # a letter after a word belongs to the name; an article before one does not
     assert noun_phrases("How many patients received a hepatitis A vaccine in 2018?") == [["hepatitis", "a", "vaccine"]]
+    # "last", "latest", "first" say which reading, not what is read
+    assert noun_phrases("What was her last HbA1c, and how has it moved since 2015?")[0] == ["hba1c"]
     assert noun_phrases("List the activities in the patient's Respiratory therapy plan.")[-1:] == [
         ["respiratory", "therapy", "plan"]]
 

@@ -526,6 +526,8 @@ patient patients people persons person individuals individual women woman men ma
 children child kids kid adults adult different distinct unique separate everyone everybody anyone across among
 data record records recorded chart database diagnosed diagnosis history year years time times spent
 their his her its they them he she it we our us you your
+last latest first recent most current currently earliest initial previous newest oldest
+value values level levels reading readings result results measurement measurements
 """.split())
 
 _PHRASE_BREAKS = re.compile(r"[^\w\s'-]+")
