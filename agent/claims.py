@@ -187,13 +187,9 @@ class ClaimChecker:
 
     # ---- concept ---------------------------------------------------------------------------------
     def _asked_concept(self) -> vocab.Concept | None:
-        """The concept of this record whose whole name (two words or more) the question writes out; the longest
-        when several do ("Body mass index (BMI) [Percentile] Per age and gender" holds "Body mass index")."""
+        """The record concept the question names in full (:meth:`PatientSession.concept_written_in`), once."""
         if not hasattr(self, "_asked"):
-            padded = " " + " ".join(vocab.words(self.question)) + " "
-            named = [c for c in self.lookup.concepts(vocab.ALL_TYPES)
-                     if len(vocab.words(c.display)) >= 2 and " " + " ".join(vocab.words(c.display)) + " " in padded]
-            self._asked = max(named, key=lambda c: len(vocab.words(c.display))) if named else None
+            self._asked = self.s.concept_written_in(self.question)
         return self._asked
 
     def _concept(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:

@@ -119,12 +119,9 @@ class CohortMode:
 
     def check(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
         """Verify the draft: cited queries ran, and re-running them gives the numbers stated."""
-        session = self.toolkit(ctx)
         evidence = state.get("evidence") or {}
         draft = state.get("draft") or ""
-        report = check_cohort_answer(
-            draft, ran=[k for k in evidence if is_query_key(k)], recount=session.recount,
-            evidence={k: v for k, v in evidence.items() if not is_query_key(k)}, question=state.get("question") or "")
+        report = self.verdict(draft, state, ctx)
         _writer()({"type": "check", "verified": report.verified, "citations": report.citations,
                    "unsupported": report.unsupported, "auto_cited": []})
         if not report.verified:
@@ -151,16 +148,21 @@ class CohortMode:
         """The count tool's ``Answer:`` sentence for the last count that ran, if re-running it agrees."""
         if not ctx.agent_settings.answer_from_tools:
             return None
-        evidence = state.get("evidence") or {}
-        ran = [k for k in evidence if is_query_key(k)]
+        ran = [k for k in state.get("evidence") or {} if is_query_key(k)]
         text = compose_answer([str(m.content) for m in state.get("messages") or []
                                if getattr(m, "type", "") == "tool"], ran)
         if not text:
             return None
-        report = check_cohort_answer(text, ran=ran, recount=self.toolkit(ctx).recount,
-                                     evidence={k: v for k, v in evidence.items() if not is_query_key(k)},
-                                     question=state.get("question") or "")
+        report = self.verdict(text, state, ctx)
         return (text, report) if report.verified else None
+
+    def verdict(self, text: str, state: AgentState, ctx: EHRContext) -> CitationReport:
+        """The cohort check of ``text``: cited queries ran in this question and re-running them agrees."""
+        evidence = state.get("evidence") or {}
+        return check_cohort_answer(text, ran=[k for k in evidence if is_query_key(k)],
+                                   recount=self.toolkit(ctx).recount,
+                                   evidence={k: v for k, v in evidence.items() if not is_query_key(k)},
+                                   question=state.get("question") or "")
 
     def repair_prompt(self, state: AgentState, ctx: EHRContext) -> str:
         """The failing sentences and the counts the tools returned."""

@@ -141,9 +141,9 @@ class PatientMode:
         if not any(c.name == "lookup" for c in calls):
             return calls
         session = self.toolkit(ctx, state)
-        written = session.name_written_in(question)
+        written = session.concept_written_in(question)
         return [c.model_copy(update={"arguments": align_call(c.name, c.arguments, question, session.names_something,
-                                                             written)})
+                                                             written.display if written else None)})
                 if c.name == "lookup" and isinstance(c.arguments, dict) else c for c in calls]
 
     def begin(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
@@ -212,16 +212,10 @@ class PatientMode:
     def check(self, state: AgentState, ctx: EHRContext) -> dict[str, Any]:
         """Verify the draft's citations (and claims) by code."""
         settings = ctx.agent_settings
-        session = self.toolkit(ctx, state)
         evidence = state.get("evidence") or {}
 
-        belongs = session.belongs
-        checker = ClaimChecker(session, state.get("question") or "") if settings.check_claims else None
-
         def run_check(text: str) -> CitationReport:
-            return check_answer(text, evidence, belongs=belongs, computed=state.get("computed") or [],
-                                question=state.get("question") or "", as_of=state.get("resolved_as_of"),
-                                claims=checker)
+            return self.verdict(text, state, ctx)
 
         draft = cite_counts(state.get("draft") or "", state.get("proofs") or {})
         report = run_check(draft)
@@ -259,13 +253,19 @@ class PatientMode:
         lines = lookup_answers(state.get("messages") or [])
         if not lines:
             return None
-        session = self.toolkit(ctx, state)
-        checker = ClaimChecker(session, state.get("question") or "") if ctx.agent_settings.check_claims else None
         text = " ".join(lines)
-        report = check_answer(text, state.get("evidence") or {}, belongs=session.belongs,
-                              computed=state.get("computed") or [], question=state.get("question") or "",
-                              as_of=state.get("resolved_as_of"), claims=checker)
+        report = self.verdict(text, state, ctx)
         return (text, report) if report.verified else None
+
+    def verdict(self, text: str, state: AgentState, ctx: EHRContext) -> CitationReport:
+        """The citation and claim checks of ``text`` against this question's evidence (one place for the
+        model's draft, its auto-cited version and the tools' own sentences)."""
+        session = self.toolkit(ctx, state)
+        question = state.get("question") or ""
+        checker = ClaimChecker(session, question) if ctx.agent_settings.check_claims else None
+        return check_answer(text, state.get("evidence") or {}, belongs=session.belongs,
+                            computed=state.get("computed") or [], question=question,
+                            as_of=state.get("resolved_as_of"), claims=checker)
 
     def repair_prompt(self, state: AgentState, ctx: EHRContext) -> str:
         report = CitationReport.model_validate(state["report"])

@@ -145,6 +145,10 @@ class CohortCountArgs(BaseModel):
     sex: Literal["male", "female", "any"] = "any"
 
 
+#: what ``cohort_count`` counts, in the order it tries them when the kind does not say
+COUNTED_TYPES: tuple[str, ...] = ("Condition", "Immunization", "MedicationRequest", "Encounter", "Procedure",
+                                  "AllergyIntolerance")
+
 #: type -> the date search parameter that places its records in time
 DATE_PARAMS: dict[str, str] = {"Immunization": "date", "Encounter": "date", "Condition": "onset-date",
                                "MedicationRequest": "authoredon", "Procedure": "date",
@@ -399,8 +403,7 @@ class CohortSession:
         or allergies (what ``cohort_count`` can count)."""
         from ehr_agent.tools import vocabulary as vocab
 
-        return any(vocab.resolve(phrase, self.concepts(t)) for t in
-                   ("Condition", "Immunization", "MedicationRequest", "Encounter", "Procedure", "AllergyIntolerance"))
+        return any(vocab.resolve(phrase, self.concepts(t)) for t in COUNTED_TYPES)
 
     def cohort_count(self, a: CohortCountArgs) -> tuple[CountResult | None, list, str]:
         """Resolve ``a.what`` among the store's codes, build the FHIR search, count; (result, matches, type)."""
@@ -410,11 +413,9 @@ class CohortSession:
         kind = a.kind if a.kind != "any" else guess_kind(a.what)
         order = {"condition": ["Condition"], "medication": ["MedicationRequest"], "vaccine": ["Immunization"],
                  "procedure": ["Procedure"], "visit": ["Encounter"], "allergy": ["AllergyIntolerance"]}
-        types = order.get(kind, ["Condition", "Immunization", "MedicationRequest", "Encounter", "Procedure",
-                                 "AllergyIntolerance"])
+        types = order.get(kind, list(COUNTED_TYPES))
         # The kind the model chose first, then the others: "flu shot" with kind medication is still a vaccine.
-        rest = [t for t in ("Condition", "Immunization", "MedicationRequest", "Encounter", "Procedure",
-                            "AllergyIntolerance") if t not in types]
+        rest = [t for t in COUNTED_TYPES if t not in types]
         for rtype in types + rest:
             matches = vocab.resolve(a.what, self.concepts(rtype))
             if matches:

@@ -531,14 +531,14 @@ class PatientSession:
         self._sync()
         return bool(vocab.resolve(phrase, self._lookup.concepts(vocab.ALL_TYPES)))
 
-    def name_written_in(self, text: str) -> str | None:
-        """The longest name of a concept of this record that ``text`` writes out in full (two words or more),
-        e.g. "Body mass index (BMI) [Percentile] Per age and gender" quoted in a question; None if none."""
+    def concept_written_in(self, text: str) -> vocab.Concept | None:
+        """The concept of this record whose whole name (two words or more) ``text`` writes out; the longest when
+        several do ("Body mass index (BMI) [Percentile] Per age and gender" holds "Body mass index")."""
         self._sync()
         padded = " " + " ".join(vocab.words(text)) + " "
-        names = [c.display for c in self._lookup.concepts(vocab.ALL_TYPES)
+        named = [c for c in self._lookup.concepts(vocab.ALL_TYPES)
                  if len(vocab.words(c.display)) >= 2 and " " + " ".join(vocab.words(c.display)) + " " in padded]
-        return max(names, key=lambda n: len(vocab.words(n))) if names else None
+        return max(named, key=lambda c: len(vocab.words(c.display))) if named else None
 
     def lookup(self, a: LookupArgs) -> ToolOutput:
         """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer."""
