@@ -26,6 +26,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from ehr_agent.agent.configuration import AgentSettings
 from ehr_agent.agent.models.base import ChatModel
+from ehr_agent.tools.record_cache import lru_get
 from ehr_agent.tools.store.base import FHIRStore
 from ehr_agent.tools.toolkit import Toolkit  # the one protocol; re-exported for graph callers
 
@@ -45,14 +46,7 @@ class SessionCache:
     def get(self, key: tuple, store: Any, make: Callable[[], T]) -> T:
         """The session under ``key``, made with ``make()`` when absent (or when it holds another store)."""
         with self._lock:
-            s = self._items.get(key)
-            if s is None or getattr(s, "store", store) is not store:
-                s = self._items[key] = make()
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-            else:
-                self._items.move_to_end(key)
-            return s
+            return lru_get(self._items, key, make, self.size, lambda s: getattr(s, "store", store) is store)
 
     def clear(self) -> None:
         """Forget every session (their caches go with them)."""

@@ -17,7 +17,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ehr_agent.tools.retrieval.lexical import LexicalIndex
 from ehr_agent.tools.retrieval.projections import Row
@@ -60,6 +61,23 @@ def data_version_of(store: Any) -> str:
     return fn() if callable(fn) else ""
 
 
+T = TypeVar("T")
+
+
+def lru_get(items: "OrderedDict[Any, T]", key: Any, make: Callable[[], T], size: int,
+            fresh: Callable[[T], bool] = lambda _v: True) -> T:
+    """``items[key]`` as the most recently used entry, made with ``make()`` when absent (or when ``fresh(value)``
+    says it no longer serves), the oldest entries dropped beyond ``size``. The caller holds the lock."""
+    value = items.get(key)
+    if value is None or not fresh(value):
+        value = items[key] = make()
+        while len(items) > size:
+            items.popitem(last=False)
+    else:
+        items.move_to_end(key)
+    return value
+
+
 class RecordCache:
     """Raw record reads of the last ``max_patients`` patients per store, at the store's current data version.
 
@@ -82,14 +100,7 @@ class RecordCache:
                 return PatientRecord()
             if held is None or held.version != version:
                 held = self._stores[store] = _StoreRecords(version)
-            rec = held.patients.get(patient_id)
-            if rec is None:
-                rec = held.patients[patient_id] = PatientRecord()
-                while len(held.patients) > self.max_patients:
-                    held.patients.popitem(last=False)
-            else:
-                held.patients.move_to_end(patient_id)
-            return rec
+            return lru_get(held.patients, patient_id, PatientRecord, self.max_patients)
 
     def clear(self, store: FHIRStore | None = None) -> None:
         """Forget the records of one store, or of all (a store whose data version is ``""`` needs it after a load)."""
