@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ehr_agent.tools import vocabulary as vocab
-from ehr_agent.tools.facts import _DEMOGRAPHIC, Lookup, LookupArgs, _concept_field, _end_date, _status, age_between, numeric_value, \
-    ref_of, value_text
+from ehr_agent.tools.facts import _DEMOGRAPHIC, Lookup, LookupArgs, _concept_field, _end_date, _status, age_between, \
+    guess_kind, numeric_value, ref_of, value_text, written_dates
+from ehr_agent.tools.retrieval.projections import concept_display
 from ehr_agent.tools.store.base import StoreError
 
 _I = re.I
@@ -51,6 +52,8 @@ STABLE = re.compile(r"\b(stable|unchanged|did not change|didn't change|no change
 AGE = re.compile(r"\b(?:(\d{1,3})\s*(?:-\s*)?(?:years?|yrs?)(?:\s*|-)old|aged?\s+(?:of\s+)?(\d{1,3})\b|"
                  r"at (?:the age of )?(\d{1,3})(?: years)?\b(?! ?(?:%|mg|kg|cm|mm|/)))", _I)
 ACTIVE = re.compile(r"\b(currently|still|is on|is taking|remains on|active|ongoing)\b", _I)
+ASKS_ACTIVE = re.compile(r"\b(right now|currently|current|at present|presently|these days|still|active|ongoing)\b", _I)
+_ACTIVE_TYPES = ("Condition", "MedicationRequest", "CarePlan", "AllergyIntolerance")
 NOT_ACTIVE = re.compile(r"\b(no longer|not active|inactive|resolved|stopped|discontinued|ended|not currently)\b", _I)
 NEGATED = re.compile(r"\b(not|no|never|none|nothing|without|n't)\b", _I)
 ABSENCE = re.compile(
@@ -175,7 +178,7 @@ class ClaimChecker:
         events = [r for r in cited if r.get("resourceType") not in ("Patient", "DocumentReference")]
         out: list[ClaimFailure] = []
         for fn in (self._concept, self._asked_day, self._latest_first, self._count, self._direction, self._age,
-                   self._active):
+                   self._active, self._activities):
             f = fn(sentence, cited, events)
             if f:
                 out.append(f)
@@ -394,10 +397,14 @@ class ClaimChecker:
     # ---- active ----------------------------------------------------------------------------------
     def _active(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
         body = _strip_refs(sentence)
-        if not ACTIVE.search(body) or NOT_ACTIVE.search(body) or NEGATED.search(body):
+        kinds = _ACTIVE_TYPES
+        if not ACTIVE.search(body):
+            # A list under "What care plans is she on right now?" makes the question's claim line by line
+            # ("- Wound care [CarePlan/...]"): each cited record of the kind asked about must be active.
+            kinds = self._asks_active()
+        if not kinds or NOT_ACTIVE.search(body) or NEGATED.search(body):
             return None
-        targets = [r for r in events if r["resourceType"] in ("Condition", "MedicationRequest", "CarePlan",
-                                                                "AllergyIntolerance")]
+        targets = [r for r in events if r["resourceType"] in kinds]
         if not targets:
             return None
         dd = _DAY.search(body)
@@ -413,6 +420,32 @@ class ClaimChecker:
                 return ClaimFailure("active", f"not active on {day}",
                                     f"{self._name(r)} was not active on {day} ({how}) [{ref_of(r)}]", self._ev([r]))
         return None
+
+    def _activities(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
+        """Asked for a care plan's activities, a sentence citing the plan must name them (its dates alone
+        are true but answer another question)."""
+        if not re.search(r"\bactivit", self.question, _I):
+            return None
+        body = _strip_refs(sentence).lower()
+        for r in events:
+            if r.get("resourceType") != "CarePlan":
+                continue
+            acts = [concept_display((a.get("detail") or {}).get("code")) for a in r.get("activity") or []]
+            acts = [a for a in acts if a]
+            if acts and not any(_names_row(body, a) for a in acts):
+                return ClaimFailure("activities", "does not name the plan's activities",
+                                    f"the question asks for the activities of {self._name(r)} [{ref_of(r)}]: "
+                                    + "; ".join(acts), self._ev([r]))
+        return None
+
+    def _asks_active(self) -> tuple[str, ...]:
+        """The record types whose active records the question asks for ("on right now", "currently
+        active"), or () when it asks no such thing or names a day of its own."""
+        q = self.question
+        if not ASKS_ACTIVE.search(q) or written_dates(q) or _YEAR.search(q):
+            return ()
+        types = vocab.KIND_TYPES.get(guess_kind(q), ())
+        return tuple(t for t in types if t in _ACTIVE_TYPES)
 
     # ---- absence ---------------------------------------------------------------------------------
     def _absence(self, sentence: str, refs: list[str], answer_cites: bool) -> ClaimFailure | None:

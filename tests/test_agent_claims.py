@@ -222,6 +222,50 @@ def test_active_true_and_false(blaze_store):
     assert verdict(blaze_store, pid, f"She currently has {c['code']['coding'][0]['display']} [Condition/{c['id']}].").verified
 
 
+
+def _care_plans(store):
+    """(patient, an ended plan, an active plan with no end) of the first blaze patient that has both."""
+    for pid in _patients(store):
+        plans = list(store.search_all("CarePlan", {"_count": "1000"}, compartment=("Patient", pid)))
+        ended = [p for p in plans if (p.get("period") or {}).get("end") and p.get("activity")]
+        active = [p for p in plans if p.get("status") == "active" and not (p.get("period") or {}).get("end")]
+        if ended and active:
+            return pid, ended[0], active[0]
+    pytest.fail("no blaze patient with an ended and an active care plan")
+
+
+def _plan_name(p):
+    return p["category"][-1]["coding"][0]["display"] if len(p.get("category") or []) > 1 else \
+        p["category"][0]["coding"][0]["display"]
+
+
+@pytest.mark.shared
+def test_a_list_under_a_right_now_question_is_judged_line_by_line(blaze_store):
+    """The question claims "active"; each listed plan cited must be active at as-of, though the line says
+    nothing of it."""
+    pid, ended, active = _care_plans(blaze_store)
+    q = "What care plans is the patient on right now?"
+    bad = verdict(blaze_store, pid, f"- {_plan_name(ended)} [CarePlan/{ended['id']}]", question=q)
+    assert not bad.verified and "not active" in bad.unsupported_reasons[0]
+    assert verdict(blaze_store, pid, f"- {_plan_name(active)} [CarePlan/{active['id']}]", question=q).verified
+    # The same line under a question about every plan ever makes no "active" claim.
+    assert verdict(blaze_store, pid, f"- {_plan_name(ended)} [CarePlan/{ended['id']}]",
+                   question="Which care plans has the patient had?").verified
+
+
+@pytest.mark.shared
+def test_asked_for_a_plans_activities_the_answer_must_name_them(blaze_store):
+    pid, ended, _ = _care_plans(blaze_store)
+    ref = f"CarePlan/{ended['id']}"
+    acts = [a["detail"]["code"]["coding"][0]["display"] for a in ended["activity"]]
+    q = "List the activities in the patient's care plan."
+    day = ended["period"]["start"][:10]
+    bad = verdict(blaze_store, pid, f"The plan started on {day} [{ref}].", question=q)
+    assert not bad.verified and "activities" in bad.unsupported_reasons[0]
+    good = verdict(blaze_store, pid, f"The plan's activities: {'; '.join(acts)} [{ref}].", question=q)
+    assert good.verified, good.unsupported_reasons
+
+
 # ---- end to end, scripted model on the fixtures -------------------------------------------------
 
 

@@ -145,6 +145,15 @@ _DEMOGRAPHIC = re.compile(r"\b(sex|gender|male|female|man|woman|boy|girl|born|bi
 _REF_LIMIT = 12  # citations listed per line before "and N more"
 
 
+def _activities(r: dict) -> str:
+    """A care plan's activities as an answer fragment ("; activities: A; B"), else ""."""
+    if r.get("resourceType") != "CarePlan":
+        return ""
+    acts = [concept_display((a.get("detail") or {}).get("code")) for a in r.get("activity") or []]
+    acts = [a for a in acts if a]
+    return "; activities: " + "; ".join(acts) if acts else ""
+
+
 # --------------------------------------------------------------------------------------------------
 # Concepts of a record
 
@@ -450,11 +459,7 @@ class Lookup:
             text += f", {'resolved' if t == 'Condition' else 'ended'} {end}"
         elif t == "MedicationRequest" and r.get("status"):
             text += f", status {r['status']}"
-        if t == "CarePlan":
-            acts = [concept_display((a.get("detail") or {}).get("code")) for a in r.get("activity") or []]
-            if any(acts):
-                text += "; activities: " + "; ".join(a for a in acts if a)
-        return text
+        return text + _activities(r)
 
     def _earlier(self, rs: Sequence[dict], n: int = 4) -> str:
         """Earlier readings of a measurement, so "how has it moved" can be answered from the same result."""
@@ -632,12 +637,15 @@ class Lookup:
         names = sorted(by_name)
         page = names[: self.s.max_rows]
         lines = [f"Answer: {len(names)} distinct{self._span(start, end)}: " + "; ".join(page)]
+        if len(names) == 1 and _activities(by_name[names[0]][0]):
+            # One care plan named: its activities are what "what does the plan involve" asks for.
+            lines[0] += _activities(by_name[names[0]][0]) + f" [{ref_of(by_name[names[0]][0])}]"
         shown: list[dict] = []
         for n in page:
             group = by_name[n]
             status = _status(group[0])
             lines.append(f"- {n}: {len(group)}x, {self._d(group[-1])}" + (f" to {self._d(group[0])}" if len(group) > 1 else "")
-                         + (f", {status}" if status else "") + f" [{ref_of(group[0])}]")
+                         + (f", {status}" if status else "") + _activities(group[0]) + f" [{ref_of(group[0])}]")
             shown.append(group[0])
         if len(names) > len(page):
             lines.append(f"{len(names) - len(page)} more names (narrow with start/end)")

@@ -296,7 +296,7 @@ test tests measurement measurements measured lab labs number count shot shots va
 vaccinations immunization immunizations jab jabs dose doses visit visits encounter encounters appointment
 appointments prescription prescriptions prescribed medication medications med meds drug drugs history hx
 diagnosis diagnosed diagnoses condition conditions problem problems procedure procedures surgery
-allergy allergies allergic care plan plans given get got received receive taking take took start started
+allergy allergies allergic care plan plans careplan careplans given get got received receive taking take took start started
 date dates day days month months year years time times ago old age aged tell me can you could please show
 give find check know see look order ordered orders put doctor doctors physician him them it that this those
 these there then than with without from between since until before after during compared comparing
