@@ -48,6 +48,8 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         # The question names no period: a window the model added (often "since today") is not asked for.
         out.pop("start", None)
         out.pop("end", None)
+        if op != "on_date":
+            out.pop("date", None)  # a count "on 2026-12-02" (today) is no count of the record
     if op in ("list", "all") and _NOW.search(question) and not written_dates(question):
         # "What care plans is she on right now?": what is active at as-of, not every plan she ever had (a date
         # the model added is its own guess at "now"; the tool's as-of is the session's).

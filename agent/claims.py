@@ -60,7 +60,8 @@ ABSENCE = re.compile(
     r"\b(?:not (?:in|found|recorded|documented|listed|present|mentioned)|no (?:record|records|mention|evidence|"
     r"history|documented|recorded|entry|entries|known|data|information)|nothing|none|does not (?:contain|include|"
     r"show|have|list|mention|record)|doesn't (?:have|show|contain|list)|do not have|did not (?:have|receive|get)|"
-    r"has not had|hasn't had|never (?:had|received|been|got)|there (?:is|are|were|was) no|(?:was|were) not|"
+    r"has not had|hasn't had|(?:has|have|had) (?:had |received |got )?no|never (?:had|received|been|got)|"
+    r"there (?:is|are|were|was) no|(?:was|were) not|"
     r"wasn't|weren't)\b|^\s*no\b", _I)
 _NUMBER_WORDS = {"once": 1, "twice": 2, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
                  "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "no": 0, "zero": 0}
@@ -467,12 +468,18 @@ class ClaimChecker:
                 row = self.s.row(patient)
                 return ClaimFailure("absence", "the record does hold it",
                                     f"the Patient resource holds it: {row.text}", {row.ref: row.text})
-        start, end = _window(body)
-        if start is None and end is None:
-            start, end = _window(self.question)
-        day = _DAY.search(body) or _DAY.search(self.question)
+        # The absence answers the question: its period is the question's. A period of the sentence's own
+        # ("0 face masks on 2026-12-02", from a window the model added) counts only beside things the answer
+        # does cite ("none before 2010; diagnosed in 2012 [Condition/...]").
+        start, end = _window(self.question)
+        day = _DAY.search(self.question)
         if day and start is None and end is None:
             start = end = day.group(1)
+        if start is None and end is None and (answer_cites or refs):
+            start, end = _window(body)
+            day = _DAY.search(body)
+            if day and start is None and end is None:
+                start = end = day.group(1)
         # Diagnoses, drugs, vaccines and allergies first (as a yes/no question resolves), then measurements.
         matches, res, _ = self.lookup.resolve(LookupArgs(op="exists", what=thing[:200], start=start, end=end))
         if not matches:
@@ -524,7 +531,7 @@ def _absent_thing(body: str) -> str:
     """The thing a negative sentence says is missing ("no record of asthma" -> "asthma")."""
     m = re.search(r"\b(?:no (?:record|records|mention|evidence|history|documentation|entry|entries)(?: of| for)?|"
                   r"never (?:had|received|got|been (?:diagnosed with|given|prescribed))|does not have|doesn't have|"
-                  r"do not have|did not (?:have|receive|get)|has not had|hasn't had|no known|there (?:is|are|were|was) "
+                  r"do not have|did not (?:have|receive|get)|has not had|hasn't had|(?:has|have|had) (?:had |received |got )?no|no known|there (?:is|are|were|was) "
                   r"no|not (?:diagnosed with|allergic to|prescribed|given))\s+(?:any\s+|an?\s+)?([^.;:,]+)", body, _I)
     if not m:
         m = re.match(r"^\s*no\s+([^.;:,]+?)\s+(?:was|were|is|are|has been|have been)\b", body, _I)

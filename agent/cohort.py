@@ -78,6 +78,7 @@ class CohortMode:
 
     name = "ehr-agent-cohort"
     first = "start"
+    direct_tools = ("cohort_count",)
 
     def toolkit(self, ctx: EHRContext, state: AgentState | None = None) -> CohortSession:
         """The cohort tools of this run's store."""

@@ -59,7 +59,8 @@ def _context(context: EHRContext | None, store: Any, model: Any, settings: Any, 
 
 
 def assemble_graph(mode: GraphMode, default: EHRContext, *, input_schema: Any, checkpointer: Any = None):
-    """Wire first -> agent <-> tools -> check -> (repair -> agent) -> finish, plus limit, and compile.
+    """Wire first -> agent <-> tools -> check -> (repair -> agent) -> finish, plus direct (the first tool round's
+    computed answer, when it passes) and limit, and compile.
 
     Shared by the patient graph (first node: manifest) and the cohort graph (first node: start): one set of
     nodes, the mode supplies what differs."""
@@ -70,13 +71,15 @@ def assemble_graph(mode: GraphMode, default: EHRContext, *, input_schema: Any, c
     g.add_node("tools", nodes.tools)
     g.add_node("check", nodes.check)
     g.add_node("repair", nodes.repair)
+    g.add_node("direct", nodes.direct)
     g.add_node("limit", nodes.limit)
     g.add_node("finish", nodes.finish)
     g.add_edge(START, mode.first)
     g.add_conditional_edges(mode.first, route, {"agent": "agent", "finish": "finish"})
     g.add_conditional_edges("agent", route, {"tools": "tools", "agent": "agent", "check": "check",
                                              "limit": "limit", "finish": "finish"})
-    g.add_conditional_edges("tools", nodes.after_tools, {"agent": "agent", "limit": "limit"})
+    g.add_conditional_edges("tools", nodes.after_tools, {"agent": "agent", "limit": "limit", "direct": "direct"})
+    g.add_conditional_edges("direct", route, {"agent": "agent", "finish": "finish"})
     g.add_conditional_edges("check", route, {"repair": "repair", "finish": "finish"})
     g.add_edge("repair", "agent")
     g.add_edge("limit", END)

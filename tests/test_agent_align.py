@@ -1,6 +1,7 @@
 """align_call (agent/align.py): the model's tool arguments held to what the question says. Pure functions."""
 
 from ehr_agent.agent.align import align_call
+from ehr_agent.agent.configuration import AgentSettings
 
 KNOWN = {"meningitis vaccine", "flu shot", "chronic sinusitis"}
 
@@ -98,6 +99,10 @@ def test_graph_runs_the_aligned_lookup(fixture_store):
     assert r.verified and r.citations == [ref], r
 
 
+#: the model always writes the answer turn (``answer_direct`` off), for the tests of what follows that turn
+MODEL_WRITES = AgentSettings(answer_direct=False)
+
+
 def test_a_give_up_over_a_count_that_ran_is_answered_from_lookups_own_sentence(fixture_store):
     """Scripted model: lookup counts her flu shots, then the model says 'Not in the record.' (seen with the
     embedded model). The claim check rejects the give-up; lookup's own answer sentence is checked in its
@@ -115,7 +120,8 @@ def test_a_give_up_over_a_count_that_ran_is_answered_from_lookups_own_sentence(f
     assert n >= 1
     call = "```tool_call\n" + json.dumps({"tool": "lookup", "arguments": args}) + "\n```"
     model = ScriptedModel([call, "Not in the record."])
-    r = answer(fixture_store, ALICE, "How many flu shots has she had?", model=model)
+    # The model writes its own answer (no direct answer from the first round), so the fallback is what runs.
+    r = answer(fixture_store, ALICE, "How many flu shots has she had?", model=model, settings=MODEL_WRITES)
     # (the graph holds 'what' to the question's phrase: "flu shots")
     assert r.verified and r.answer.startswith((f"{n} (flu shot)", f"{n} (flu shots)")), r
     assert r.steps == 2 and r.citations
@@ -146,6 +152,55 @@ def test_a_model_repeating_its_call_is_stopped_and_answered_from_the_tool(fixtur
     from tests.conftest import ALICE
 
     call = "```tool_call\n" + json.dumps({"tool": "lookup", "arguments": {"op": "count", "what": "flu shot"}}) + "\n```"
-    r = answer(fixture_store, ALICE, "How many flu shots has she had?", model=ScriptedModel([call] * 6))
+    r = answer(fixture_store, ALICE, "How many flu shots has she had?", model=ScriptedModel([call] * 6),
+               settings=MODEL_WRITES)
     assert r.verified and "(flu shot" in r.answer and r.error is None, r
     assert r.steps == 2 and len(r.tool_calls) == 2
+
+
+def test_a_first_round_of_lookups_that_answer_is_the_answer_without_a_second_turn(fixture_store):
+    """Scripted model: two lookups (latest and change), then a wrong sentence that is never asked for:
+    lookup's computed sentences pass the checks, so they are the answer after one model turn."""
+    import json
+
+    from ehr_agent.agent.models.scripted import ScriptedModel
+    from ehr_agent.agent.runner import answer
+    from tests.conftest import ALICE
+
+    calls = "\n".join("```tool_call\n" + json.dumps({"tool": "lookup", "arguments": a}) + "\n```"
+                      for a in ({"op": "latest", "what": "HbA1c"}, {"op": "change", "what": "HbA1c", "start": "2015"}))
+    wrong = "Her last HbA1c was 7.4 % on 2015-06-20 [Observation/8f90a2c8-46b4-5b1f-8c7d-4193bf9ea288]."
+    q = "What was her last HbA1c, and how has it moved since 2015?"
+    r = answer(fixture_store, ALICE, q, model=ScriptedModel([calls, wrong]))
+    assert r.verified and r.steps == 1 and "6.5 % on 2023-10-03" in r.answer and "went down" in r.answer, r
+    assert "Observation/d893c882-91af-5d97-9d17-396be4423115" in r.citations
+    # With answer_direct off the model's (wrong) sentence is checked, flagged, and lookup's sentences replace it.
+    r = answer(fixture_store, ALICE, q, model=ScriptedModel([calls, wrong, wrong]), settings=MODEL_WRITES)
+    assert r.steps == 2
+
+
+def test_a_first_round_with_another_tool_goes_back_to_the_model(fixture_store):
+    """Scripted model: a lookup and a search_record in the first round; the search's rows state no answer,
+    so the model writes it (two turns)."""
+    import json
+
+    from ehr_agent.agent.models.scripted import ScriptedModel
+    from ehr_agent.agent.runner import answer
+    from tests.conftest import ALICE
+
+    calls = "\n".join("```tool_call\n" + json.dumps({"tool": t, "arguments": a}) + "\n```"
+                      for t, a in (("lookup", {"op": "latest", "what": "HbA1c"}), ("search_record", {"query": "A1c"})))
+    right = "Her last HbA1c was 6.5 % on 2023-10-03 [Observation/d893c882-91af-5d97-9d17-396be4423115]."
+    r = answer(fixture_store, ALICE, "What was her last HbA1c?", model=ScriptedModel([calls, right]))
+    assert r.verified and r.steps == 2 and r.answer == right, r
+
+
+def test_a_day_the_question_does_not_name_is_dropped_from_a_count():
+    """The embedded model counted "How many times has the patient had X?" on today's date (0)."""
+    out = align_call("lookup", {"op": "count", "what": "Face mask", "date": "2026-12-02"},
+                     "How many times has the patient had Face mask (physical object)?")
+    assert out == {"op": "count", "what": "Face mask"}
+    # A day the question names stays.
+    out = align_call("lookup", {"op": "count", "what": "flu shot", "date": "2019-10-01"},
+                     "How many flu shots did she get on 2019-10-01?")
+    assert out.get("date") == "2019-10-01"

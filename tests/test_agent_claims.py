@@ -409,3 +409,14 @@ def test_visits_of_another_class_than_the_question_names_are_flagged(fixture_sto
     assert any(f.kind == "concept" for f in bad), bad
     good = ClaimChecker(s, q).check(f"{len(imp)} encounters {cite(imp)}.", [f"Encounter/{r['id']}" for r in imp])
     assert not any(f.kind == "concept" for f in good), good
+
+
+def test_an_absence_in_a_window_the_question_does_not_name_is_judged_over_the_whole_record(fixture_store):
+    """"She had no flu shot on 2026-12-02" is true of that day, but as the answer to "has she ever had a flu
+    shot?" it says no: judged over the question's period (the whole record), the claim fails."""
+    s = PatientSession(fixture_store, ALICE, AS_OF)
+    said = "She has had no flu shot on 2026-12-02."
+    fails = ClaimChecker(s, "Has she ever had a flu shot?").check(said, [])
+    assert [f.kind for f in fails] == ["absence"] and "does hold" in fails[0].label
+    # Asked about that day, the same sentence is true.
+    assert ClaimChecker(s, "Did she get a flu shot on 2026-12-02?").check(said, []) == []

@@ -228,3 +228,21 @@ def test_observations_earliest_mode(fixture_store):
     assert f"[Observation/{first['id']}]" in s.call("observations", {"code": "4548-4", "mode": "earliest"}).text
     latest = s.call("observations", {"code": "4548-4", "mode": "latest"}).text
     assert f"[Observation/{last['id']}]" in latest and f"[Observation/{first['id']}]" not in latest
+
+
+@pytest.mark.shared
+def test_row_tools_read_lay_names_through_the_vocabulary(blaze_store):
+    """No row carries the word "hba1c" or "pulse"; the row tools read them as lookup does (real blaze rows)."""
+    pid = next(p["id"] for p in blaze_store.search_all("Patient", {"_count": "200"})
+               if any(True for _ in blaze_store.search_all("Observation", {"code": "http://loinc.org|4548-4"},
+                                                           compartment=("Patient", p["id"]))))
+    a1c = sorted(blaze_store.search_all("Observation", {"code": "http://loinc.org|4548-4"}, compartment=("Patient", pid)),
+                 key=lambda r: r["effectiveDateTime"])
+    s = PatientSession(blaze_store, pid, "2030-01-01")
+    out = s.call("observations", {"text": "hba1c"})
+    assert f"[Observation/{a1c[-1]['id']}]" in out.text and "4548-4" in out.text
+    out = s.call("observations", {"text": "hba1c", "mode": "earliest"})
+    assert f"[Observation/{a1c[0]['id']}]" in out.text
+    assert s.call("observations", {"text": "hba1c", "mode": "all"}).text.count("4548-4") == min(len(a1c), s.max_rows)
+    # Words no vocabulary entry or row name knows still find nothing.
+    assert "none found" in s.call("observations", {"text": "zzyzx"}).text

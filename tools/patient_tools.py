@@ -108,6 +108,12 @@ def clear_record_cache(store: FHIRStore | None = None) -> None:
 # The session
 
 
+#: a ``records`` kind -> the ``lookup`` kind whose vocabulary resolves its words
+_LOOKUP_KIND = {"conditions": "condition", "medications": "medication", "immunizations": "vaccine",
+                "procedures": "procedure", "encounters": "visit", "allergies": "allergy", "careplans": "careplan",
+                "devices": "device", "reports": "report"}
+
+
 class PatientSession:
     """The tools of one question about one patient.
 
@@ -354,6 +360,12 @@ class PatientSession:
                     picked.append(r)
             hits = picked
         what = " ".join(x for x in (a.code, a.text) if x) or "all"
+        if not hits and words and not a.code:
+            # "hba1c", "pulse", "LDL": no row carries those words, but the lay vocabulary names the series.
+            named = self._by_vocabulary(a.text or "", "lab", a.start, a.end)
+            if named:
+                hits = named if a.mode == "all" else named[:1] if a.mode == "latest" else named[-1:]
+                what += f" (read as {self.row(hits[0]).display})"
         if not hits and (a.code or words):
             # Small models send a condition's or vaccine's code here; an empty answer makes them give up.
             # Show where that code or name does occur, so the next step can answer from those rows.
@@ -361,6 +373,14 @@ class PatientSession:
             if elsewhere:
                 return self._rows(elsewhere, 0, f"no Observation matches '{what}'; records of other types that do")
         return self._rows(hits, a.offset, f"observations '{what}' {a.mode}")
+
+    def _by_vocabulary(self, text: str, kind: str, start: str | None, end: str | None) -> list[dict]:
+        """Records of one concept that ``text`` names through the lay vocabulary (newest first), within the
+        dates; the same resolution as ``lookup``'s, so the row tools and ``lookup`` agree on what a word means."""
+        matches, res, _ = self._lookup.resolve(LookupArgs(op="all", what=text[:200], kind=kind))
+        if not matches or matches[0].score < 1.0:
+            return []
+        return [r for r in res if _in_range(self.row(r).date, start, end)]
 
     def _matches_in_other_types(self, code: str | None, words: set[str], start: str | None, end: str | None) -> list[dict]:
         out = []
@@ -389,7 +409,14 @@ class PatientSession:
                     continue
                 hits.append(r)
         hits.sort(key=lambda r: self.row(r).date or "", reverse=True)
-        return self._rows(hits, a.offset, f"{a.kind}")
+        label = f"{a.kind}"
+        if not hits and words:
+            kind = _LOOKUP_KIND.get(a.kind, "any")
+            named = [r for r in self._by_vocabulary(a.text or "", kind, a.start, a.end) if kind != "any"
+                     if not a.status or a.status.lower() == _status(r).lower()]
+            if named:
+                hits, label = named, f"{a.kind} '{a.text}' (read as {self.row(named[0]).display})"
+        return self._rows(hits, a.offset, label)
 
     def search_fhir(self, a: SearchArgs) -> ToolOutput:
         """A FHIR search run by the store's engine, restricted to the compartment, results re-checked."""
@@ -462,6 +489,19 @@ class PatientSession:
         from ehr_agent.tools.vocabulary import expand_note_query
 
         a = a.model_copy(update={"query": expand_note_query(a.query)})
+        out = self._search(a)
+        if not out.evidence and (a.types or a.since):
+            # A small model narrows to the wrong types ("careplan" for what only the notes say): nothing there
+            # is no answer, so the same words are searched across the whole record.
+            wide = self._search(a.model_copy(update={"types": None, "since": None}))
+            if wide.evidence:
+                narrowed = ", ".join(a.types or []) + (f" since {a.since}" if a.since else "")
+                head, _, rest = wide.text.partition("\n")
+                return ToolOutput(text=f"{head} (nothing among {narrowed.strip(', ')}; these are from the whole record)"
+                                       f"\n{rest}", evidence=wide.evidence)
+        return out
+
+    def _search(self, a: RecordSearchArgs) -> ToolOutput:
         if self.index is not None:
             mode = "hybrid" if getattr(self.index, "use_dense", True) else "lexical"
             try:

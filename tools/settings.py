@@ -304,6 +304,10 @@ class AgentSettings(_Section):
     answer_from_tools: bool = Field(True, description="when the model's answer fails the check, check the answer "
                                                       "sentences lookup/cohort_count computed in its place (no "
                                                       "repair turn if they pass); false measures the model alone")
+    answer_direct: bool = Field(True, description="when every call of the first tool round is an answer-shaped tool "
+                                                  "(lookup, cohort_count) whose computed sentences pass the citation "
+                                                  "and claim checks, answer with them and skip the model's writing "
+                                                  "turn; false: the model always writes the answer")
     check_claims: bool = Field(True, description="check what sentences claim (latest, first, counts, absence, "
                                                  "concept, direction, age, active) against the store (agent.claims)")
     max_repairs: int = Field(1, ge=0, le=3, description="repair rounds after a failed citation check")
