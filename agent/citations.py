@@ -385,7 +385,8 @@ def attach_citations(answer: str, report: CitationReport) -> tuple[str, list[str
     """
     changed: list[str] = []
     for c in report.claims:
-        if c.ok or c.refs or len(c.suggested) != 1:
+        worded = bool(c.suggested) and not any(extract_values(_strip_citations(c.sentence)))
+        if c.ok or c.refs or not (len(c.suggested) == 1 or worded):
             continue
         body = c.sentence.rstrip()
         end = len(body) - len(body.rstrip(".!?"))
@@ -397,14 +398,43 @@ def attach_citations(answer: str, report: CitationReport) -> tuple[str, list[str
 
 
 def suggest_refs(sentence: str, evidence: dict[str, str], limit: int = 3) -> list[str]:
-    """References whose rows hold every number and date ``sentence`` states (none when it states none)."""
+    """References whose rows hold every number and date ``sentence`` states; for a sentence that states none,
+    rows that hold every one of its words (see :func:`_worded_refs`)."""
     dates, nums = extract_values(_LIST_MARK.sub(" ", _strip_citations(sentence)))
     if not dates and not nums:
-        return []
+        return _worded_refs(sentence, evidence, limit)
     out = []
     for ref, line in evidence.items():
         ev_dates, ev_nums = _evidence_values([line])
         if dates <= ev_dates and all(_number_supported(n, ev_nums) for n in nums):
+            out.append(ref)
+            if len(out) >= limit:
+                break
+    return out
+
+
+_GRAMMAR = frozenset("""the a an and or of to in on at for with from by as is was were are be been has have had
+his her their its he she they patient patients this that it per notes note according says said record also""".split())
+_NEGATION = re.compile(r"\b(not|no|never|none|nothing|without|neither|nor|n't|cannot)\b", re.I)
+
+
+def _worded_refs(sentence: str, evidence: dict[str, str], limit: int) -> list[str]:
+    """Rows that hold every word of a value-free sentence ("The patient completed some college courses"
+    <- a note's "Patient has completed some college courses"), for at least two words.
+
+    Every word, not most: "comes from a middle socioeconomic background" must not borrow the row of a
+    "high socioeconomic background". A negated sentence is never matched this way."""
+    from ehr_agent.tools.vocabulary import stem, words
+
+    body = _LIST_MARK.sub(" ", _strip_citations(sentence))
+    if _NEGATION.search(body):
+        return []
+    want = {stem(w) for w in words(body) if w not in _GRAMMAR and len(w) > 1}
+    if len(want) < 2:
+        return []
+    out = []
+    for ref, line in evidence.items():
+        if want <= {stem(w) for w in words(line)}:
             out.append(ref)
             if len(out) >= limit:
                 break

@@ -137,3 +137,23 @@ def test_question_date_must_match_the_cited_row_in_a_point_in_time_claim():
     ranged = check_answer("Since 2019-09-11 the count fell to 3.0526 10*3/uL [Observation/b].", ev,
                           question="How has it changed since 2019-09-11?")
     assert ranged.verified
+
+
+NOTE = ("2013-01-23 Note History and physical note, Social History: Patient comes from a high socioeconomic "
+        "background. Patient has completed some college courses. [DocumentReference/n1#3]")
+
+
+def test_a_value_free_sentence_is_cited_with_the_row_that_holds_every_word():
+    """auto_cite for sentences without numbers or dates: a row must hold every word, not most."""
+    from ehr_agent.agent.citations import attach_citations
+
+    ev = {"DocumentReference/n1#3": NOTE, "Patient/p": "1990-01-01 Patient Mr. X; gender male"}
+    right = "The patient completed some college courses."
+    patched, changed = attach_citations(right, check_answer(right, ev))
+    assert changed and "[DocumentReference/n1#3]" in patched
+    assert check_answer(patched, ev).verified
+    # One word the row lacks ("middle") and nothing is cited; a negated sentence neither.
+    for wrong in ("The patient comes from a middle socioeconomic background.",
+                  "The patient has not completed some college courses."):
+        patched, changed = attach_citations(wrong, check_answer(wrong, ev))
+        assert not changed and patched == wrong

@@ -240,3 +240,35 @@ def test_on_date_finds_the_reading_of_a_day_written_in_words(fixture_store):
     assert "6.5" in out and "2023-10-03" in out
     out = s.call("lookup", {"op": "on_date", "what": "A1c", "date": "Oct 2023"}).text
     assert "6.5" in out
+
+
+@pytest.mark.shared
+def test_a_year_in_what_is_the_window_not_a_name(blaze_store):
+    """"medications prescribed in 2016" lists the year's prescriptions (real blaze rows), each cited."""
+    for p in blaze_store.search_all("Patient", {"_count": "200"}):
+        rx = [r for r in blaze_store.search_all("MedicationRequest", {"_count": "1000"}, compartment=("Patient", p["id"]))
+              if r["authoredOn"][:4] == "2016"]
+        if rx:
+            break
+    else:
+        pytest.fail("no blaze patient with a 2016 prescription")
+    s = PatientSession(blaze_store, p["id"], "2030-01-01")
+    out = s.call("lookup", {"op": "list", "what": "medications prescribed in 2016", "start": "2016-01-01",
+                            "end": "2016-12-31"})
+    line = answer_line(out)
+    assert all(f"[MedicationRequest/{r['id']}]" in out.text for r in rx[:1]), out.text
+    assert re.search(r"\d+ distinct in 2016", line), line
+
+
+@pytest.mark.shared
+def test_a_day_asked_of_the_notes_finds_that_days_note(blaze_store):
+    """Nothing coded is named "chief complaint": lookup shows the note chunks of the asked day, not of others."""
+    for p in blaze_store.search_all("Patient", {"_count": "200"}):
+        notes = list(blaze_store.search_all("DocumentReference", {"_count": "1000"}, compartment=("Patient", p["id"])))
+        if len(notes) >= 3:
+            break
+    day = sorted(n["date"][:10] for n in notes)[1]
+    s = PatientSession(blaze_store, p["id"], "2030-01-01")
+    out = s.call("lookup", {"op": "on_date", "what": "chief complaint", "date": day})
+    dated = [v for v in out.evidence.values()]
+    assert dated and all(v.startswith(day) for v in dated), out.text

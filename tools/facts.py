@@ -341,6 +341,10 @@ class Lookup:
     def resolve(self, a: LookupArgs) -> tuple[list[vocab.Match], list[dict], str]:
         """Concept matches, their visible resources (newest first), and the kind used."""
         self.component = set()
+        # "medications prescribed in 2016": the year is the window (start/end), not part of a name.
+        bare = re.sub(r"\b(?:in|on|during|since|before|after|from)?\s*(?:1[89]\d\d|20\d\d)(?:-\d\d){0,2}\b", " ", a.what)
+        if bare.strip() and bare != a.what:
+            a = a.model_copy(update={"what": " ".join(bare.split())})
         kind = self._kind(a)
         types = vocab.KIND_TYPES.get(kind, vocab.ALL_TYPES) if kind != "any" else vocab.ALL_TYPES
         tried = [types] if types == vocab.ALL_TYPES else [types, vocab.ALL_TYPES]
@@ -622,10 +626,11 @@ class Lookup:
         if active:
             parts = [f"{self._name(r)} since {self._d(r)}" + (f" until {_end_date(r)}" if _end_date(r) else
                                                                " (not ended)") for r in active[:5]]
-            return Fact(text=f"Answer: Yes, active on {day}: " + "; ".join(parts) + " " + self._cite(active[:5]) + ".",
-                        evidence=self._ev(active[:5]))
+            # "as of" marks the day as the moment asked about, not a date the cited rows must show.
+            return Fact(text=f"Answer: Yes, active as of {day}: " + "; ".join(parts) + " " + self._cite(active[:5]) + ".",
+                        evidence=self._ev(active[:5]), computed=[day])
         parts = [f"{self._name(r)} from {self._d(r)}" + (f" to {_end_date(r)}" if _end_date(r) else "") for r in other[:3]]
-        return Fact(text=f"Answer: No, not active on {day}." + (" Records: " + "; ".join(parts) + " "
+        return Fact(text=f"Answer: No, not active as of {day}." + (" Records: " + "; ".join(parts) + " "
                                                                + self._cite(other[:3]) if other else ""),
                     evidence=self._ev(other[:3]))
 
@@ -636,7 +641,9 @@ class Lookup:
             by_name.setdefault(self._name(r), []).append(r)
         names = sorted(by_name)
         page = names[: self.s.max_rows]
-        lines = [f"Answer: {len(names)} distinct{self._span(start, end)}: " + "; ".join(page)]
+        # Each name cites its latest record, so the answer line stands on its own (and can be the answer).
+        lines = [f"Answer: {len(names)} distinct{self._span(start, end)}: "
+                 + "; ".join(f"{n} [{ref_of(by_name[n][0])}]" for n in page)]
         if len(names) == 1 and _activities(by_name[names[0]][0]):
             # One care plan named: its activities are what "what does the plan involve" asks for.
             lines[0] += _activities(by_name[names[0]][0]) + f" [{ref_of(by_name[names[0]][0])}]"

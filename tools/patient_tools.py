@@ -580,13 +580,23 @@ class PatientSession:
                  if len(vocab.words(c.display)) >= 2 and " " + " ".join(vocab.words(c.display)) + " " in padded]
         return max(named, key=lambda c: len(vocab.words(c.display))) if named else None
 
+    def _notes_about(self, what: str, day: str | None) -> ToolOutput:
+        """Rows and note chunks that mention ``what``; those of ``day`` only, when a day is asked and any
+        of its rows mention it ("the chief complaint at the visit on 2006-08-24")."""
+        if day and len(day) >= 10:
+            found = self.search_record(RecordSearchArgs(query=what, since=day[:10], k=12))
+            same = {k: v for k, v in found.evidence.items() if v.startswith(day[:10])}
+            if same:
+                return ToolOutput(text="\n".join(same.values()), evidence=same)
+        return self.search_record(RecordSearchArgs(query=what, k=4))
+
     def lookup(self, a: LookupArgs) -> ToolOutput:
         """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer."""
         fact = self._lookup(a)
         if not fact.evidence and not fact.concepts and a.op != "exists":
             # Nothing coded matches: facts that only clinical notes hold (education, complaints) are found by
             # searching the text, so the model gets rows instead of a dead end.
-            found = self.search_record(RecordSearchArgs(query=a.what, k=4))
+            found = self._notes_about(a.what, a.date)
             if found.evidence:
                 text = fact.text + "\nRows and clinical notes that mention it:\n" + "\n".join(found.evidence.values())
                 return ToolOutput(text=text, evidence=found.evidence, computed=fact.computed)
