@@ -13,7 +13,8 @@ import re
 from collections.abc import Callable
 
 from ehr_agent.agent.cohort_answer import choose_what
-from ehr_agent.tools.facts import written_dates
+from ehr_agent.tools.facts import _DEMOGRAPHIC, written_dates
+from ehr_agent.tools.vocabulary import named_words
 
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 _RANGE_WORDS = re.compile(r"\b(since|between|from|after|before|until|through|over|during the|trend|rise|fall|"
@@ -43,6 +44,11 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         out["what"] = written_name
     elif resolves is not None and what:
         out["what"] = choose_what(what, question, resolves)
+    asked = demographic_word(question)
+    if asked and not _DEMOGRAPHIC.search(out.get("what") or ""):
+        # "How old is the patient?" is answered by the Patient resource, whatever the model put in `what`
+        # ("diagnosis" gave the age at a first diagnosis).
+        out["what"] = asked
     if not _PERIODISH.search(question) and not written_dates(question) and op in (
             "count", "exists", "list", "latest", "first", "all"):
         # The question names no period: a window the model added (often "since today") is not asked for.
@@ -70,6 +76,19 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
             out.pop("start", None)
             out.pop("end", None)
     return out
+
+
+def demographic_word(question: str) -> str | None:
+    """The demographic word of a question that asks only about the patient ("How old is he?" -> "age"), else
+    None (a question that also names a record, "age at the asthma diagnosis", is not one)."""
+    m = _DEMOGRAPHIC.search(question)
+    if not m:
+        return None
+    rest = [w for w in named_words(question) if not _DEMOGRAPHIC.fullmatch(w) and w not in ("old", "how", "patient")
+            and not re.fullmatch(r"[\d-]+", w)]
+    if rest:
+        return None
+    return "age" if re.search(r"\b(old|age|aged)\b", question, re.I) else m.group(1).lower()
 
 
 def align_count_args(args: dict, question: str, resolves: Callable[[str], bool] | None = None) -> dict:

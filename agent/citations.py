@@ -76,7 +76,7 @@ _LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+")
 NEGATIVE = re.compile(
     r"\b(?:not (?:in|found|recorded|documented|available|mentioned|listed|present)|no (?:record|mention|evidence|data|"
     r"information|result|entry|entries|such)|nothing|none|does not (?:contain|include|show|mention|list|have)|"
-    r"doesn't|do not have|cannot (?:find|answer)|could not (?:find|answer)|there (?:is|are|were|was) no|never)\b",
+    r"doesn't|do not have|(?:has|have|had) no|cannot (?:find|answer)|could not (?:find|answer)|there (?:is|are|were|was) no|never)\b",
     re.I)
 
 

@@ -486,7 +486,9 @@ class ClaimChecker:
             matches, res, _ = self.lookup.resolve(LookupArgs(op="all", what=thing[:200], kind="lab"))
         if not matches:
             matches, res, _ = self.lookup.resolve(LookupArgs(op="all", what=thing[:200]))
-        strong = [m for m in matches if m.score >= 1.0 or m.why.startswith("every ")]
+        # One word of a longer name ("low" of Low Density Lipoprotein) does not say the thing is named.
+        strong = [m for m in matches if m.why.startswith("every ") or (m.score >= 1.0 and (
+            not m.covered or len(m.covered) >= len(vocab.content_stems(m.concept.display)) / 2))]
         if not strong:
             return None
         res = [r for r in res if self._day(r) and _in(self._day(r), start, end)]

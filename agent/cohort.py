@@ -88,6 +88,11 @@ class CohortMode:
         return ctx.sessions.get(key, store, lambda: CohortSession(store, max_rows=s.max_rows,
                                                                    max_chars=s.max_tool_chars))
 
+    def question_names(self, call: dict[str, Any], state: AgentState, ctx: EHRContext) -> bool:
+        """``cohort_count``'s ``what`` is already held to the question's phrase (align), and its answer is
+        re-counted by the check."""
+        return True
+
     def first_call_tools(self, settings: AgentSettings) -> tuple[str, ...]:
         """The constrained first turn of a cohort question is the answer-shaped count."""
         return ("cohort_count",)

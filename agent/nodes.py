@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import date
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from langchain_core.messages import BaseMessage
@@ -43,6 +44,7 @@ from ehr_agent.agent.models.base import ChatMessage, ChatResult, ModelError, Too
 from ehr_agent.agent.schema import AnswerResult
 from ehr_agent.agent.state import AgentState
 from ehr_agent.agent.trajectory import trajectory_from_state
+from ehr_agent.tools.facts import LookupArgs
 from ehr_agent.tools.patient_tools import PatientSession
 from ehr_agent.tools.store.base import StoreError
 
@@ -110,6 +112,11 @@ class GraphMode(Protocol):
         """Tools the constrained first turn may call."""
         ...
 
+    def question_names(self, call: dict[str, Any], state: AgentState, ctx: EHRContext) -> bool:
+        """Whether the question itself names what a tool call of the first round resolved to (a direct answer
+        is given only then)."""
+        ...
+
     def prepare_calls(self, calls: list[ToolCall], state: AgentState, ctx: EHRContext) -> list[ToolCall]:
         """The model's calls as they will run (a mode may hold their arguments to what the question says)."""
         ...
@@ -137,6 +144,16 @@ class PatientMode:
 
     def first_call_tools(self, settings: AgentSettings) -> tuple[str, ...]:
         return tuple(settings.first_call_tools)
+
+    def question_names(self, call: dict[str, Any], state: AgentState, ctx: EHRContext) -> bool:
+        """``lookup``'s resolved concept is one the question names firmly (PatientSession.question_names)."""
+        if call.get("name") != "lookup":
+            return False
+        try:
+            args = LookupArgs.model_validate(call.get("arguments") or {})
+        except ValueError:
+            return False
+        return self.toolkit(ctx, state).question_names(args, state.get("question") or "")
 
     def prepare_calls(self, calls: list[ToolCall], state: AgentState, ctx: EHRContext) -> list[ToolCall]:
         """``lookup`` calls held to what the question states (:func:`~ehr_agent.agent.align.align_call`)."""
@@ -253,7 +270,12 @@ class PatientMode:
         """lookup's ``Answer:`` sentences of this question, if they pass the citation and claim checks."""
         if not ctx.agent_settings.answer_from_tools:
             return None
-        lines = lookup_answers(state.get("messages") or [])
+        calls = [e for e in state.get("tool_log") or [] if not e.get("prefetch")]
+        named = [self.question_names(e, state, ctx) for e in calls]
+        # Only the sentences of calls whose concept the question names: a sentence about what the model's
+        # words happened to match ("low" -> LDL) answers another question, however true it is.
+        lines = lookup_answers(state.get("messages") or [],
+                               keep=lambda i: i < len(named) and named[i])
         if not lines:
             return None
         text = " ".join(lines)
@@ -282,11 +304,13 @@ _ANSWER_LINE = re.compile(r"^Answer: (.+)$", re.M)
 _NOTE_CITED = re.compile(r"\[(?:DiagnosticReport|DocumentReference)/")
 
 
-def lookup_answers(messages: list) -> list[str]:
-    """The ``Answer:`` sentences of this question's ``lookup`` results, in order, each once."""
+def lookup_answers(messages: list, keep: Callable[[int], bool] = lambda i: True) -> list[str]:
+    """The ``Answer:`` sentences of this question's ``lookup`` results, in order, each once; ``keep(i)`` says
+    whether the i-th tool result of the question (any tool, counted from 0) is used."""
     out: list[str] = []
-    for m in messages:
-        if getattr(m, "type", "") == "tool" and getattr(m, "name", "") == "lookup":
+    tool_results = [m for m in messages if getattr(m, "type", "") == "tool"]
+    for i, m in enumerate(tool_results):
+        if getattr(m, "name", "") == "lookup" and keep(i):
             for line in _ANSWER_LINE.findall(str(m.content)):
                 line = line.strip()
                 line = line if line.endswith(".") else line + "."
@@ -492,19 +516,23 @@ class AgentNodes:
             return "limit"
         settings = self.context(runtime).agent_settings
         if settings.answer_direct and settings.answer_from_tools and int(state.get("steps") or 0) == 1 and n \
-                and self._round_answered(state, n):
+                and self._round_answered(state, n, runtime):
             return "direct"
         return "agent"
 
-    def _round_answered(self, state: AgentState, n: int) -> bool:
-        """Whether each of the last ``n`` tool results is from an answer-shaped tool and states an answer."""
+    def _round_answered(self, state: AgentState, n: int, runtime: Runtime[EHRContext]) -> bool:
+        """Whether each of the last ``n`` tool results is from an answer-shaped tool, states an answer, and
+        answers what the question names."""
         results = [m for m in state.get("messages") or [] if getattr(m, "type", "") == "tool"][-n:]
         # An answer that only names a note ("The latest History and physical note, on ...") is not what a
         # question about the note's contents asks: the model reads the note instead.
+        calls = (state.get("tool_log") or [])[-n:]
+        ctx = self.context(runtime)
         return len(results) == n and all(getattr(m, "name", "") in self.mode.direct_tools
                                           and _ANSWER_LINE.search(str(m.content))
                                           and not _NOTE_CITED.search(" ".join(_ANSWER_LINE.findall(str(m.content))))
-                                          for m in results)
+                                          for m in results) \
+            and all(self.mode.question_names(c, state, ctx) for c in calls)
 
     # ---- helpers --------------------------------------------------------------------------------
     def _result(self, state: AgentState, **kw: Any) -> AnswerResult:

@@ -1,5 +1,7 @@
 """align_call (agent/align.py): the model's tool arguments held to what the question says. Pure functions."""
 
+import pytest
+
 from ehr_agent.agent.align import align_call
 from ehr_agent.agent.configuration import AgentSettings
 
@@ -204,3 +206,47 @@ def test_a_day_the_question_does_not_name_is_dropped_from_a_count():
     out = align_call("lookup", {"op": "count", "what": "flu shot", "date": "2019-10-01"},
                      "How many flu shots did she get on 2019-10-01?")
     assert out.get("date") == "2019-10-01"
+
+
+def test_a_question_about_the_patient_alone_looks_up_the_patient():
+    """"How old is the patient?" with what="diagnosis" (the embedded model) gave the age at a first diagnosis."""
+    out = align_call("lookup", {"op": "age_at", "what": "diagnosis", "date": "2021-05-18"}, "How old is the patient?")
+    assert out["what"] == "age"
+    # A question that also names a record keeps the model's words.
+    out = align_call("lookup", {"op": "age_at", "what": "asthma"}, "How old was she when diagnosed with asthma?")
+    assert out["what"] == "asthma"
+
+
+def test_the_age_on_a_day_is_computed_for_that_day(fixture_store):
+    from ehr_agent.tools.facts import age_between
+    from ehr_agent.tools.patient_tools import PatientSession
+    from tests.conftest import ALICE
+
+    s = PatientSession(fixture_store, ALICE, "2030-01-01")
+    born = s.patient()["birthDate"]
+    out = s.call("lookup", {"op": "age_at", "what": "age", "date": "2000-06-01"})
+    assert f"{age_between(born, '2000-06-01')} years old on 2000-06-01" in out.text, out.text
+    out = s.call("lookup", {"op": "latest", "what": "how old"})
+    assert f"{age_between(born, '2030-01-01')} years old as of 2030-01-01" in out.text, out.text
+
+
+@pytest.mark.shared
+def test_no_direct_answer_when_the_question_does_not_name_what_the_lookup_found(blaze_store):
+    """Scripted model on real blaze rows: lookup 'low' resolves to Low Density Lipoprotein, which "described as
+    low, middle or high" does not ask about; that computed sentence must not become the answer, so the model
+    writes. Under a question that names LDL the same call is the answer."""
+    import json
+
+    from ehr_agent.agent.models.scripted import ScriptedModel
+    from ehr_agent.agent.runner import answer
+    from ehr_agent.tools.patient_tools import PatientSession
+
+    args = {"op": "latest", "what": "low"}
+    pid = next(p["id"] for p in blaze_store.search_all("Patient", {"_count": "200"})
+               if "matched Low Density Lipoprotein" in PatientSession(blaze_store, p["id"]).call("lookup", args).text)
+    call = "```tool_call\n" + json.dumps({"tool": "lookup", "arguments": args}) + "\n```"
+    q = "Is the patient's socioeconomic background described as low, middle or high?"
+    r = answer(blaze_store, pid, q, model=ScriptedModel([call, "Not in the record."]))
+    assert r.steps == 2 and "Lipoprotein" not in r.answer, r
+    r = answer(blaze_store, pid, "What was the patient's last LDL?", model=ScriptedModel([call, "Not in the record."]))
+    assert r.steps == 1 and "Low Density Lipoprotein" in r.answer, r

@@ -138,7 +138,7 @@ def guess_kind(what: str) -> str:
     return "any"
 
 
-_DEMOGRAPHIC = re.compile(r"\b(sex|gender|male|female|man|woman|boy|girl|born|birth\w*|birthday|died|death|dead|"
+_DEMOGRAPHIC = re.compile(r"\b(sex|gender|male|female|man|woman|boy|girl|born|birth\w*|birthday|die|died|death|dead|"
                           r"deceased|alive|age|how old|race|ethnicity|ethnic|marital|married|language|speaks?|"
                           r"address|lives?|city|state|name|demographics?)\b", re.I)
 
@@ -400,11 +400,17 @@ class Lookup:
             born = patient.get("birthDate")
             if born:
                 died = (patient.get("deceasedDateTime") or "")[:10]
-                on = died if died and died < self.s.as_of else self.s.as_of
+                end = died if died and died < self.s.as_of else self.s.as_of
+                # "How old was she on 1963-12-01?": the age on the day asked, not today's.
+                on = a.date[:10] if a.date and len(a.date) >= 10 and a.date[:10] < end else end
                 extra.append(str(age_between(born, on)))
-            return Fact(text=f"lookup {a.op} '{a.what}' -> the patient's own record\nAnswer: {row.text}"
-                             + (f"\n(age {extra[0]} {'at death' if patient.get('deceasedDateTime') else 'as of ' + self.s.as_of})"
-                                if extra else ""),
+                when = f"on {on}" if on != end else (f"at death on {end}" if died and end == died else f"as of {end}")
+            answer = row.text
+            if extra and (re.search(r"\b(age|old|aged)\b", a.what, re.I) or a.op == "age_at"):
+                answer = (f"The patient {'is' if when.startswith('as of') else 'was'} {extra[0]} years old {when} "
+                          f"(born {born[:10]}) [{row.ref}].")
+            return Fact(text=f"lookup {a.op} '{a.what}' -> the patient's own record\nAnswer: {answer}"
+                             + (f"\n(age {extra[0]} {when})" if extra and answer == row.text else ""),
                         evidence={row.ref: row.text}, computed=extra, concepts=["Patient"])
         start, end = a.start, a.end
         if a.op in ("count", "list", "change", "all") and a.date and not (start or end):

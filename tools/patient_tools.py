@@ -590,6 +590,27 @@ class PatientSession:
                 return ToolOutput(text="\n".join(same.values()), evidence=same)
         return self.search_record(RecordSearchArgs(query=what, k=4))
 
+    def question_names(self, a: LookupArgs, question: str) -> bool:
+        """Whether ``question`` itself names what ``lookup`` resolved ``a.what`` to, firmly: a lay name, a code,
+        a name written out, the whole kind, or most of a name's words (one word of four is not enough:
+        "low" in "described as low, middle or high" is no question about Low Density Lipoprotein).
+
+        A computed answer stands in for the model's own only when this holds (the graph's direct answer)."""
+        from ehr_agent.tools.facts import _DEMOGRAPHIC
+
+        self._sync()
+        if _DEMOGRAPHIC.search(a.what) and _DEMOGRAPHIC.search(question):
+            return True  # answered from the Patient resource
+        mine, _, _ = self._lookup.resolve(a)
+        if not mine:
+            # Nothing matched ("No, the record has no Allergy to eggs"): the words must be the question's own.
+            words = vocab.content_stems(a.what)
+            return bool(words) and words <= vocab.content_stems(question)
+        asked, _, _ = self._lookup.resolve(a.model_copy(update={"what": question[:300]}))
+        firm = {m.concept.key for m in asked if not m.covered or
+                len(m.covered) >= max(1, len(vocab.content_stems(m.concept.display))) / 2}
+        return bool({m.concept.key for m in mine} & firm)
+
     def lookup(self, a: LookupArgs) -> ToolOutput:
         """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer."""
         fact = self._lookup(a)
