@@ -76,7 +76,7 @@ _LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+")
 NEGATIVE = re.compile(
     r"\b(?:not (?:in|found|recorded|documented|available|mentioned|listed|present)|no (?:record|mention|evidence|data|"
     r"information|result|entry|entries|such)|nothing|none|does not (?:contain|include|show|mention|list|have)|"
-    r"doesn't|do not have|(?:has|have|had) no|cannot (?:find|answer)|could not (?:find|answer)|there (?:is|are|were|was) no|never)\b",
+    r"doesn't|do not have|(?:has|have|had) no|^\s*no|cannot (?:find|answer)|could not (?:find|answer)|there (?:is|are|were|was) no|never)\b",
     re.I)
 
 
@@ -288,6 +288,7 @@ def check_answer(
     ``belongs(ref)`` re-checks that a reference is this patient's (defaults to "is in evidence").
     """
     free_dates, free_nums = extract_values(question)
+    asked_dates, asked_nums = set(free_dates), set(free_nums)
     for c in computed:
         d, n = extract_values(str(c))
         free_dates |= d
@@ -347,7 +348,10 @@ def check_answer(
         # An answer that cites nothing must either say the record lacks the answer or state only values
         # the calculator computed (or the question gave); anything else is a claim with no source.
         for c in claim_list:
-            if c.ok and not NEGATIVE.search(c.sentence) and not any(extract_values(c.sentence)):
+            dates, nums = extract_values(_LIST_MARK.sub(" ", c.sentence))
+            # Restating the question's own day or number ("symptoms on 2020-02-14") states nothing found.
+            stated = (dates - asked_dates) or {n for n in nums if not _number_supported(n, asked_nums)}
+            if c.ok and not NEGATIVE.search(c.sentence) and not stated:
                 c.ok = False
                 c.reasons.append("the answer cites nothing from the record; cite the rows that support it, "
                                  "or say the record does not contain it")

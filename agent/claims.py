@@ -492,7 +492,7 @@ class ClaimChecker:
         if not strong:
             return None
         res = [r for r in res if self._day(r) and _in(self._day(r), start, end)]
-        if re.search(r"\b(active|current|currently|ongoing)\b", f"{body} {self.question}", _I):
+        if ASKS_ACTIVE.search(f"{body} {self.question}") or re.search(r"\bnow\b", f"{body} {self.question}", _I):
             # "no active medication orders" is about what is active, not about every order ever written.
             res = [r for r in res if _status(r) in ("active", "on-hold", "recurrence", "relapse") and not _end_date(r)]
         if not res:

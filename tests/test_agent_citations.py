@@ -157,3 +157,11 @@ def test_a_value_free_sentence_is_cited_with_the_row_that_holds_every_word():
                   "The patient has not completed some college courses."):
         patched, changed = attach_citations(wrong, check_answer(wrong, ev))
         assert not changed and patched == wrong
+
+
+def test_an_uncited_sentence_that_only_restates_the_questions_day_is_not_verified():
+    q = "What symptoms did the patient report on 2020-02-14, according to the note?"
+    r = check_answer("The patient reported symptoms on 2020-02-14, according to the note.", {}, question=q)
+    assert not r.verified and "cites nothing" in r.unsupported_reasons[0]
+    # A value code computed (the calculator's) still stands without a citation.
+    assert check_answer("The BMI is 24.2.", {}, computed=["24.2"]).verified

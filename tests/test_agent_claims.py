@@ -420,3 +420,12 @@ def test_an_absence_in_a_window_the_question_does_not_name_is_judged_over_the_wh
     assert [f.kind for f in fails] == ["absence"] and "does hold" in fails[0].label
     # Asked about that day, the same sentence is true.
     assert ClaimChecker(s, "Did she get a flu shot on 2026-12-02?").check(said, []) == []
+
+
+@pytest.mark.shared
+def test_a_false_none_right_now_is_flagged(blaze_store):
+    """"Not in the record." under "What care plans is the patient on right now?" while a plan is active."""
+    pid, _, active = _care_plans(blaze_store)
+    s = PatientSession(blaze_store, pid, AS_OF)
+    fails = ClaimChecker(s, "What care plans is the patient on right now?").check("Not in the record.", [])
+    assert [f.kind for f in fails] == ["absence"] and f"CarePlan/{active['id']}" in fails[0].detail

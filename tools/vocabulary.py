@@ -306,7 +306,7 @@ whether if no not yes new old be been being get gets having much more less many 
 picked found detected noted documented diagnosed-with reported listed shown
 marked resolved active inactive stopped ended undergo underwent undergone did does having recent value
 list lists which what file intolerance intolerances known
-performed perform administered
+performed perform administered now today presently present
 """.split())
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
