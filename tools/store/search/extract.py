@@ -339,10 +339,11 @@ _HEADS = {t: tuple((p, _heads(p)) for p in ps) for t, ps in _INDEXED.items()}
 _COMMON_HEADS = tuple((p, _heads(p)) for p in _COMMON_INDEXED)
 
 
-def index_rows(resource: dict) -> dict[str, list[tuple]]:
+def index_rows(resource: dict, pids: set[str] | None = None) -> dict[str, list[tuple]]:
     """Index rows of one resource, per table, without the leading ``rid`` (insert with ``INSERT_SQL``).
 
     References must already be in ``Type/id`` form (the loader rewrites ``urn:uuid`` ones first).
+    ``pids``: the resource's :func:`patient_compartments`, when the caller has them already.
     """
     rtype = resource.get("resourceType") or ""
     rows: dict[str, set] = {t: set() for t in INDEX_TABLES}
@@ -356,7 +357,8 @@ def index_rows(resource: dict) -> dict[str, list[tuple]]:
         _extract_composite(resource, rtype, c, rows)
     # (No "$clinical" rows any more: $everything's window reads each type's R4 `date` rows, docs/search.md.
     # Stores written before keep theirs; nothing reads them.)
-    pids = patient_compartments(resource)
+    if pids is None:
+        pids = patient_compartments(resource)
     for pid in pids:
         rows["sp_compartment"].add((rtype, pid))
     owners = tuple(pids) or ("",)
