@@ -221,3 +221,15 @@ def test_store_from_another_version_is_refused_clearly(tmp_path):
     (tmp_path / "junk" / "store.sqlite").write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreError, match="not an ehr-agent store"):
         SQLiteStore(tmp_path / "junk")
+
+
+@pytest.mark.parametrize("value", [83.2, 1e-05, 4.5e-05, 2.5e-07, 3e-12, 1e16, 1e22, -0.0, 2**70, "é", "\x7f", "1e-5,", None, float("nan")])
+def test_content_hash_is_the_one_stored_by_earlier_versions(value):
+    # stores written before keep their hashes, so reloading their files still finds them unchanged
+    import hashlib
+
+    from ehr_agent.tools.store.loader import content_hash
+
+    res = {"resourceType": "Observation", "id": "x", "valueQuantity": {"value": value, "unit": "mg"}, "note": [{"text": value}]}
+    assert content_hash(res) == hashlib.sha1(json.dumps(res, separators=(",", ":")).encode()).hexdigest()
+    assert content_hash({**res, "meta": {"versionId": "3", "lastUpdated": "2020"}}) == content_hash(res)
