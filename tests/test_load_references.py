@@ -233,3 +233,43 @@ def test_content_hash_is_the_one_stored_by_earlier_versions(value):
     res = {"resourceType": "Observation", "id": "x", "valueQuantity": {"value": value, "unit": "mg"}, "note": [{"text": value}]}
     assert content_hash(res) == hashlib.sha1(json.dumps(res, separators=(",", ":")).encode()).hexdigest()
     assert content_hash({**res, "meta": {"versionId": "3", "lastUpdated": "2020"}}) == content_hash(res)
+
+
+def _store_rows(store: SQLiteStore) -> dict[str, list]:
+    """Every table's rows, with rids as Type/id and lastUpdated left out (they differ from load to load)."""
+    import re
+
+    c = store._conn()
+    key = {rid: f"{t}/{i}" for rid, t, i in c.execute("SELECT rid, type, id FROM resources")}
+    out = {"resources": sorted(
+        (t, i, v, h, re.sub(r'"lastUpdated":"[^"]*"', "", j))
+        for t, i, v, h, j in c.execute("SELECT type, id, version, hash, json FROM resources")
+    )}
+    for (table,) in c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT IN ('resources', 'meta')"):
+        cols = [r[1] for r in c.execute(f"PRAGMA table_info({table})")]
+        at = cols.index("rid")
+        out[table] = sorted(tuple(key[v] if k == at else v for k, v in enumerate(r)) for r in c.execute(f"SELECT * FROM {table}"))
+    return out
+
+
+def test_validation_workers_prepare_exactly_what_the_writer_would(tmp_path):
+    # with workers, bundles are prepared ahead (ids, references, hashes, index rows) in other processes
+    inline = SQLiteStore(tmp_path / "inline", create=True)
+    ahead = SQLiteStore(tmp_path / "ahead", create=True)
+    s1 = inline.load([FIXTURES], workers=0)
+    s2 = ahead.load([FIXTURES], workers=2)
+    assert s1.per_type == s2.per_type and s1.unresolved == s2.unresolved
+    assert _store_rows(inline) == _store_rows(ahead)
+
+
+def test_a_bundle_prepared_against_an_older_store_is_prepared_again(tmp_path, monkeypatch):
+    from ehr_agent.tools.store import loader
+
+    store = SQLiteStore(tmp_path / "s", create=True)
+    monkeypatch.setattr(loader, "_WORKER_STORE", store)
+    _, _, early = loader.validate_file(str(FIXTURES / "alice-moreau.json"))
+    assert early is not None and any(hit is None for hit, _ in early.lookups.values())  # practitioners not loaded yet
+    store.load([FIXTURES / "0-hospital-practitioners.json"])
+    assert not loader._same_lookups(early.lookups, loader.Resolver(store))
+    _, _, late = loader.validate_file(str(FIXTURES / "alice-moreau.json"))
+    assert loader._same_lookups(late.lookups, loader.Resolver(store))

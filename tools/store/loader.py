@@ -38,6 +38,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from .base import Params, SearchError, normalize_params
+from .search.extract import derived_rows
 from .validation import DEFAULT_LEVEL, LEVELS, InvalidResource, check_resource_type, validate_level
 
 SUPPORTED_SUFFIXES = (".json", ".json.gz", ".json.bz2", ".ndjson", ".ndjson.gz", ".ndjson.bz2")
@@ -289,11 +290,34 @@ _ONE_DIGIT_EXPONENT = re.compile(rb"e-\d[,\]}]")
 
 @dataclass
 class PreparedResource:
-    resource: dict
+    resource: dict | None  # None when a validation worker prepared it: ``doc`` and ``derived`` hold it then
     rtype: str
     rid_key: tuple[str, str]
     hash: str = ""
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # (reference, reason)
+    doc: str | None = None  # the stored JSON text with VERSION_SLOT and UPDATED_SLOT for the writer to fill
+    derived: tuple | None = None  # derived_rows(resource)
+
+
+def dump_resource(resource: dict) -> str:
+    """A resource as stored: compact JSON text (orjson; the json module for what orjson cannot encode,
+    such as integers past 64 bits)."""
+    try:
+        return orjson.dumps(resource).decode()
+    except TypeError:
+        return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
+
+
+# Stand-ins for the meta the writer sets (versionId depends on what the store holds, lastUpdated on when
+# it commits): a worker writes the stored text with these, the writer replaces them. Both JSON encoders
+# write a NUL as \u0000; a text holding a slot anywhere else is not prepared ahead (see _prepare_ahead).
+_VERSION_MARK, _UPDATED_MARK = "\x00versionId", "\x00lastUpdated"
+VERSION_SLOT, UPDATED_SLOT = '"\\u0000versionId"', '"\\u0000lastUpdated"'
+
+
+def stored_text(doc: str, version: str, now: str) -> str:
+    """The stored JSON text of a worker-prepared resource, its meta filled in."""
+    return doc.replace(VERSION_SLOT, f'"{version}"', 1).replace(UPDATED_SLOT, f'"{now}"', 1)
 
 
 #: ``resolve(resource, references) -> (resolved, still unresolved (reference, reason) pairs, new content hash)``
@@ -475,31 +499,118 @@ def file_units(path: Path, text: str | None = None) -> Iterator[list[Entry]]:
         yield bundle_entries(_read_json(path))
 
 
-def validate_file(path: str, level: str = DEFAULT_LEVEL) -> tuple[str | None, str | None]:
-    """Validate every resource of one file: ``(first problem as a one-line message or None, text)``.
+def validate_file(path: str, level: str = DEFAULT_LEVEL) -> tuple[str | None, str | None, "PreparedFile | None"]:
+    """Validate every resource of one file: ``(first problem as a one-line message or None, text, prepared)``.
 
-    Runs in a worker process (see :func:`load_paths`): validation with ``fhir.resources`` is most of the
-    cost of a load, and it needs nothing from the store. For a bundle (read whole anyway) the decompressed
-    text comes back too, so the writer does not decompress the file a second time (bz2 costs about as
-    much as parsing); NDJSON, streamed in chunks, is read again by the writer.
+    Runs in a worker process (see :func:`load_paths`), ahead of the writer. A valid bundle is also
+    prepared here as far as the store allows (:func:`_prepare_ahead`: ids, references, content hash, stored
+    text, index rows), which is most of a load's work besides SQLite; the writer then only checks that the
+    store still answers its conditional references the same way and inserts. When it cannot be prepared
+    ahead, the decompressed text comes back instead, so the writer does not decompress the file a second
+    time; NDJSON, streamed in chunks, is read again by the writer.
     """
     p = Path(path)
     text = None
+    bundle = None
     try:
-        if not is_ndjson(p):
+        if is_ndjson(p):
+            units: Iterable[list[Entry]] = file_units(p)
+        else:
             text = read_text(p)
-        for entries in file_units(p, text):
+            bundle = bundle_entries(parse_json(text))
+            units = [bundle]
+        for entries in units:
             for i, e in enumerate(entries):
                 try:
                     validate_level(e.resource, level)
                 except InvalidResource as err:
-                    return f"entry {i}: {err}", None
+                    return f"entry {i}: {err}", None, None
     except RefusedFile as err:
-        return str(err), None
-    return None, text
+        return str(err), None, None
+    prepared = _prepare_ahead(bundle) if bundle is not None else None
+    return (None, None, prepared) if prepared is not None else (None, text, None)
 
 
-def _validation_pool(n_files: int, workers: int | None):
+@dataclass
+class PreparedFile:
+    """A bundle prepared by a worker: its resources, skipped conditional creates, and every conditional
+    look-up it made with its outcome (``(Type/id or None, reason)`` or ``("error", message)``)."""
+
+    # (type, id, hash, unresolved, doc, derived) per resource: plain tuples pickle in half the time of
+    # PreparedResource objects, and the writer unpickles every resource of a load
+    rows: list[tuple]
+    skipped: int
+    lookups: dict[tuple[str, str], tuple]
+
+    def resources(self) -> list[PreparedResource]:
+        return [PreparedResource(None, t, (t, i), h, u, doc, d) for t, i, h, u, doc, d in self.rows]
+
+
+class _RecordingResolver(Resolver):
+    """A resolver that remembers each look-up's outcome, so the writer can check it against the store."""
+
+    def __init__(self, store: LoadTarget):
+        super().__init__(store)
+        self.outcomes: dict[tuple[str, str], tuple] = {}
+
+    def lookup(self, rtype: str, query: str) -> tuple[str | None, str]:
+        try:
+            out = super().lookup(rtype, query)
+        except SearchError as err:
+            self.outcomes[(rtype, query)] = ("error", err.message)
+            raise
+        self.outcomes[(rtype, query)] = out
+        return out
+
+
+def _same_lookups(lookups: dict[tuple[str, str], tuple], resolver: Resolver) -> bool:
+    """Whether the store, as the writer sees it now, answers every look-up of a worker the same way (it may
+    not when a file the worker ran ahead of defines what a reference points at)."""
+    for (rtype, query), was in lookups.items():
+        try:
+            now: tuple = resolver.lookup(rtype, query)
+        except SearchError as err:
+            now = ("error", err.message)
+        if now != was:
+            return False
+    return True
+
+
+# The store a worker resolves conditional references against (read-only), set when the worker starts.
+_WORKER_STORE: LoadTarget | None = None
+
+
+def _prepare_ahead(entries: list[Entry]) -> PreparedFile | None:
+    """Prepare a validated bundle in a worker, exactly as the writer would (:func:`prepare_entries`, then
+    :func:`derived_rows` and the stored text), or None when the writer must do it itself: conditional
+    creates (whether one is skipped decides where the bundle's other references point, and the writer
+    registers them as it goes), or anything unexpected, which then surfaces from the writer's own path."""
+    if _WORKER_STORE is None or any(e.if_none_exist for e in entries):
+        return None
+    try:
+        resolver = _RecordingResolver(_WORKER_STORE)
+        prepared, skipped = prepare_entries(entries, resolver, validate=False)
+        for pr in prepared:
+            r = pr.resource
+            pr.derived = derived_rows(r)
+            r["meta"] = {**(r.get("meta") or {}), "versionId": _VERSION_MARK, "lastUpdated": _UPDATED_MARK}
+            doc = dump_resource(r)
+            if doc.count(VERSION_SLOT) != 1 or doc.count(UPDATED_SLOT) != 1:
+                return None  # the resource itself holds a slot's text
+            pr.doc = doc
+        rows = [(pr.rtype, pr.rid_key[1], pr.hash, pr.unresolved, pr.doc, pr.derived) for pr in prepared]
+        return PreparedFile(rows, skipped, resolver.outcomes)
+    except Exception:  # noqa: BLE001 - the writer's path gives the real answer (a refusal, an error)
+        return None
+
+
+def _worker_start(parent_pid: int, store: LoadTarget) -> None:
+    global _WORKER_STORE
+    _WORKER_STORE = store  # inherited through fork, not pickled
+    _die_with_parent(parent_pid)
+
+
+def _validation_pool(n_files: int, workers: int | None, store: LoadTarget):
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     if workers < 1 or n_files < 4:
@@ -512,8 +623,8 @@ def _validation_pool(n_files: int, workers: int | None):
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
-        initializer=_die_with_parent,
-        initargs=(os.getpid(),),
+        initializer=_worker_start,
+        initargs=(os.getpid(), store),
     )
 
 
@@ -579,7 +690,7 @@ def load_paths(
     explicit = {p.resolve() for p in named if p.is_file()}
     resolver = Resolver(store)
     level = validation_level(validate)
-    pool = _validation_pool(len(files), workers) if level else None
+    pool = _validation_pool(len(files), workers, store) if level else None
     ahead = 2 * (pool._max_workers if pool else 0) + 2
     pending: dict[int, object] = {}
     if pool:
@@ -594,14 +705,22 @@ def load_paths(
                         pending[j] = pool.submit(validate_file, str(files[j]), level)
             report = FileReport(path=str(path), status="loaded")
             try:
-                text = None
+                text = prepared = None
                 if pool:
                     # the worker is ahead: a refused file is refused before anything is written
-                    problem, text = pending.pop(idx).result()
+                    problem, text, prepared = pending.pop(idx).result()
                     if problem:
                         raise RefusedFile(problem)
+                    if prepared is not None and not _same_lookups(prepared.lookups, resolver):
+                        prepared = None  # prepared against an older store: read the file again and prepare here
 
-                def chunks(path=path, report=report, text=text):
+                def chunks(path=path, report=report, text=text, prepared=prepared):
+                    if prepared is not None:
+                        resources = prepared.resources()
+                        report.skipped_conditional += prepared.skipped
+                        report.resources = dict(Counter(p.rtype for p in resources))
+                        yield resources
+                        return
                     for entries in file_units(path, text):
                         prepared, skipped = prepare_entries(entries, resolver, validate=level if pool is None else False)
                         report.skipped_conditional += skipped

@@ -25,8 +25,7 @@ import orjson
 
 from . import search as engine
 from .base import FHIRStore, NotFound, Params, ParamsLike, SearchError, StoreError, normalize_params, parse_search_path
-from .compartment import patient_compartments
-from .loader import LoadSummary, PreparedResource, UnresolvedReference, load_paths
+from .loader import LoadSummary, PreparedResource, UnresolvedReference, dump_resource, load_paths, stored_text
 from .search.parse import MAX_OFFSET, parse_int
 
 DB_NAME = "store.sqlite"
@@ -80,15 +79,6 @@ def _bump_data_version(w: sqlite3.Connection) -> None:
     """Count one more change of the data, inside the writer's open transaction (so it commits with the change,
     or rolls back with it, and a reader in any process sees both or neither)."""
     w.execute(_BUMP_DATA_VERSION, (DATA_VERSION_KEY,))
-
-
-def _dumps(resource: dict) -> str:
-    """A resource as stored: compact JSON text (orjson; the json module for what orjson cannot encode,
-    such as integers past 64 bits)."""
-    try:
-        return orjson.dumps(resource).decode()
-    except TypeError:
-        return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
 
 
 def _now() -> str:
@@ -341,8 +331,11 @@ class SQLiteStore(FHIRStore):
                             batch.flush(w)
                         version = 1 if row is None else row[1] + 1
                         res = pr.resource
-                        res["meta"] = {**(res.get("meta") or {}), "versionId": str(version), "lastUpdated": now}
-                        doc = _dumps(res)
+                        if pr.doc is not None:
+                            doc = stored_text(pr.doc, str(version), now)
+                        else:
+                            res["meta"] = {**(res.get("meta") or {}), "versionId": str(version), "lastUpdated": now}
+                            doc = dump_resource(res)
                         if row is None:
                             key, next_rid = next_rid, next_rid + 1
                             batch.resources.append((key, *pr.rid_key, version, now, pr.hash, doc))
@@ -357,7 +350,7 @@ class SQLiteStore(FHIRStore):
                             self._delete_derived(w, key)
                             stats["updated"] += 1
                         existing[pr.rid_key] = (key, version, pr.hash)
-                        batch.add_derived(key, res, pr.unresolved, source_file)
+                        batch.add_derived(key, res, pr.unresolved, source_file, pr.derived)
                     batch.flush(w)
                 if before_commit is not None:
                     before_commit()
@@ -452,16 +445,17 @@ class _Batch:
         self.unresolved: list[tuple] = []
         self.index: dict[str, list[tuple]] = {}
 
-    def add_derived(self, key: int, res: dict, unresolved: list, source_file: str | None) -> None:
-        pids = patient_compartments(res)
+    def add_derived(self, key: int, res: dict | None, unresolved: list, source_file: str | None,
+                    derived: tuple | None = None) -> None:
+        """Queue the rows derived from ``res``; ``derived`` is :func:`engine.derived_rows` of it when a
+        validation worker computed them already (``res`` is then not needed)."""
+        pids, idents, rows = derived if derived is not None else engine.derived_rows(res)
         self.compartment.extend((pid, key) for pid in pids)
-        for ident in res.get("identifier") or []:
-            if isinstance(ident, dict) and ident.get("value") is not None:
-                self.identifiers.append((res["resourceType"], ident.get("system"), str(ident["value"]), key))
+        self.identifiers.extend((*ident, key) for ident in idents)
         self.unresolved.extend((key, ref, reason, source_file) for ref, reason in unresolved)
-        for table, rows in engine.index_rows(res, pids).items():
-            if rows:
-                self.index.setdefault(table, []).extend((key, *r) for r in rows)
+        for table, trows in rows.items():
+            if trows:
+                self.index.setdefault(table, []).extend((key, *r) for r in trows)
 
     def flush(self, w: sqlite3.Connection) -> None:
         if self.resources:

@@ -367,3 +367,19 @@ def index_rows(resource: dict, pids: set[str] | None = None) -> dict[str, list[t
         if t in out:
             out[t] = [(*row, pid) for row in out[t] for pid in owners]
     return out
+
+
+def derived_rows(resource: dict) -> tuple[set[str], list[tuple], dict[str, list[tuple]]]:
+    """Everything the store writes about one resource besides its JSON, without the ``rid``: the patients
+    whose compartment holds it, its ``identifiers`` rows ``(type, system, value)`` and its index rows.
+
+    A plain function of the resource, so the loader's validation workers can compute it ahead of the
+    writer."""
+    pids = patient_compartments(resource)
+    rtype = resource["resourceType"]
+    idents = [
+        (rtype, ident.get("system"), str(ident["value"]))
+        for ident in resource.get("identifier") or []
+        if isinstance(ident, dict) and ident.get("value") is not None
+    ]
+    return pids, idents, index_rows(resource, pids)
