@@ -273,3 +273,29 @@ def test_a_bundle_prepared_against_an_older_store_is_prepared_again(tmp_path, mo
     assert not loader._same_lookups(early.lookups, loader.Resolver(store))
     _, _, late = loader.validate_file(str(FIXTURES / "alice-moreau.json"))
     assert loader._same_lookups(late.lookups, loader.Resolver(store))
+
+
+def test_a_resource_a_worker_found_unchanged_but_changed_since_is_still_written(tmp_path, monkeypatch):
+    import shutil
+
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+        for f in FIXTURES.glob("*.json"):
+            shutil.copy(f, tmp_path / name / f.name)
+    doc = json.loads((tmp_path / "v2" / "alice-moreau.json").read_text())
+    obs = next(e["resource"] for e in doc["entry"] if e["resource"].get("valueQuantity"))
+    obs["valueQuantity"]["value"] = 12345.5
+    (tmp_path / "v2" / "alice-moreau.json").write_text(json.dumps(doc))
+    store = SQLiteStore(tmp_path / "s", create=True)
+    store.load([tmp_path / "v1"], workers=2)
+
+    class Matches(str):  # every worker then takes every resource for unchanged in the store
+        def __eq__(self, other):
+            return True
+
+        __hash__ = str.__hash__
+
+    monkeypatch.setattr(SQLiteStore, "stored_hashes", lambda self, keys: {k: Matches() for k in keys})
+    summary = store.load([tmp_path / "v2"], workers=2)
+    assert sum(f.updated for f in summary.files) == 1 and not summary.refused
+    assert store.read("Observation", obs["id"])["valueQuantity"]["value"] == 12345.5

@@ -295,8 +295,16 @@ class PreparedResource:
     rid_key: tuple[str, str]
     hash: str = ""
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # (reference, reason)
-    doc: str | None = None  # the stored JSON text with VERSION_SLOT and UPDATED_SLOT for the writer to fill
-    derived: tuple | None = None  # derived_rows(resource)
+    # Prepared by a worker: the stored JSON text with VERSION_SLOT and UPDATED_SLOT for the writer to fill,
+    # and derived_rows(resource). Both None (and no resource): the store held it unchanged when prepared.
+    doc: str | None = None
+    derived: tuple | None = None
+
+
+class PreparedTooEarly(Exception):
+    """Raised by :meth:`LoadTarget.write_file` (before it commits anything) for a resource a worker found
+    unchanged in the store and so did not prepare, which the store has changed since; the loader then
+    prepares the file itself."""
 
 
 def dump_resource(resource: dict) -> str:
@@ -338,6 +346,10 @@ class LoadTarget(Protocol):
     def write_file(self, chunks: Iterable[Sequence[PreparedResource]], source_file: str,
                    before_commit: Callable[[], None] | None = None) -> dict[str, int]:
         """Write one file's prepared chunks atomically; returns inserted/updated/unchanged counts."""
+        ...
+
+    def stored_hashes(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(type, id) -> content hash of those of ``keys`` the store holds."""
         ...
 
     def retry_unresolved(self, resolve: ResolveFn) -> int:
@@ -590,7 +602,14 @@ def _prepare_ahead(entries: list[Entry]) -> PreparedFile | None:
     try:
         resolver = _RecordingResolver(_WORKER_STORE)
         prepared, skipped = prepare_entries(entries, resolver, validate=False)
+        keys = [pr.rid_key for pr in prepared]
+        # a reload: what the store holds unchanged needs no stored text nor index rows (unless a resource
+        # comes twice, when the second is compared with the first, not with the store)
+        stored = _WORKER_STORE.stored_hashes(keys) if len(set(keys)) == len(keys) else {}
         for pr in prepared:
+            if stored.get(pr.rid_key) == pr.hash:
+                pr.resource = None
+                continue
             r = pr.resource
             pr.derived = derived_rows(r)
             r["meta"] = {**(r.get("meta") or {}), "versionId": _VERSION_MARK, "lastUpdated": _UPDATED_MARK}
@@ -722,13 +741,17 @@ def load_paths(
                         yield resources
                         return
                     for entries in file_units(path, text):
-                        prepared, skipped = prepare_entries(entries, resolver, validate=level if pool is None else False)
+                        ready, skipped = prepare_entries(entries, resolver, validate=level if pool is None else False)
                         report.skipped_conditional += skipped
-                        for k, v in Counter(p.rtype for p in prepared).items():
+                        for k, v in Counter(p.rtype for p in ready).items():
                             report.resources[k] = report.resources.get(k, 0) + v
-                        yield prepared
+                        yield ready
 
-                stats = store.write_file(chunks(), str(path))
+                try:
+                    stats = store.write_file(chunks(), str(path))
+                except PreparedTooEarly:  # nothing was written: prepare the file here and write it again
+                    report.skipped_conditional, report.resources = 0, {}
+                    stats = store.write_file(chunks(prepared=None), str(path))
                 report.inserted, report.updated, report.unchanged = stats["inserted"], stats["updated"], stats["unchanged"]
             except RefusedFile as err:
                 pending.pop(idx, None)

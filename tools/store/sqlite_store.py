@@ -25,7 +25,8 @@ import orjson
 
 from . import search as engine
 from .base import FHIRStore, NotFound, Params, ParamsLike, SearchError, StoreError, normalize_params, parse_search_path
-from .loader import LoadSummary, PreparedResource, UnresolvedReference, dump_resource, load_paths, stored_text
+from .loader import (LoadSummary, PreparedResource, PreparedTooEarly, UnresolvedReference, dump_resource, load_paths,
+                     stored_text)
 from .search.parse import MAX_OFFSET, parse_int
 
 DB_NAME = "store.sqlite"
@@ -327,6 +328,8 @@ class SQLiteStore(FHIRStore):
                         if row is not None and row[2] == pr.hash:
                             stats["unchanged"] += 1
                             continue
+                        if pr.resource is None and pr.doc is None:
+                            raise PreparedTooEarly(f"{source_file}: {'/'.join(pr.rid_key)} changed since it was prepared")
                         if pr.rid_key in batch.pending:  # the same resource twice in one file: last one wins
                             batch.flush(w)
                         version = 1 if row is None else row[1] + 1
@@ -364,12 +367,21 @@ class SQLiteStore(FHIRStore):
                 self._active_writer = None
         return stats
 
-    @staticmethod
-    def _existing(w: sqlite3.Connection, chunk: list) -> dict[tuple[str, str], tuple[int, int, str]]:
+    def stored_hashes(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The loader's: (type, id) -> content hash of those of ``keys`` the store holds."""
+        conn = self._active_writer or self._conn()
+        return {k: row[2] for k, row in self._existing_keys(conn, keys).items()}
+
+    @classmethod
+    def _existing(cls, w: sqlite3.Connection, chunk: list) -> dict[tuple[str, str], tuple[int, int, str]]:
         """(type, id) -> (rid, version, hash) for the chunk's resources already in the store."""
+        return cls._existing_keys(w, [pr.rid_key for pr in chunk])
+
+    @staticmethod
+    def _existing_keys(w: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int, str]]:
         by_type: dict[str, list[str]] = {}
-        for pr in chunk:
-            by_type.setdefault(pr.rid_key[0], []).append(pr.rid_key[1])
+        for rtype, rid in keys:
+            by_type.setdefault(rtype, []).append(rid)
         out: dict[tuple[str, str], tuple[int, int, str]] = {}
         for rtype, ids in by_type.items():
             for i in range(0, len(ids), 500):
