@@ -128,7 +128,9 @@ def validate_indexed(resource: dict) -> None:
         lu = meta.get("lastUpdated")
         if lu is not None and not (isinstance(lu, str) and parse_range(lu)):
             raise InvalidResource(f"{label} does not validate as FHIR R4: meta.lastUpdated: not a FHIR instant")
-    for ptype, path in _checked_paths(rtype):
+    for ptype, path, head in _checked_paths(rtype):
+        if head is not None and head not in resource:  # most paths of a type are absent from a resource
+            continue
         for value, kind in _walk(resource, path):
             problem = _shape_problem(ptype, value, kind)
             if problem:
@@ -138,7 +140,8 @@ def validate_indexed(resource: dict) -> None:
 
 @lru_cache(maxsize=None)
 def _checked_paths(rtype: str) -> tuple:
-    """(parameter type, path) of every element the index reads for ``rtype`` (each path once)."""
+    """(parameter type, path, first element's name or None for a choice) of every element the index reads
+    for ``rtype`` (each path once)."""
     from .search.params import SEARCH_PARAMS, lookup
 
     names = list(SEARCH_PARAMS.get(rtype, {})) or ["_profile", "_tag", "_security", "_source"]
@@ -150,7 +153,7 @@ def _checked_paths(rtype: str) -> tuple:
         for path in getattr(p, "paths", ()):
             if (p.type, path) not in seen:
                 seen.add((p.type, path))
-                out.append((p.type, path))
+                out.append((p.type, path, None if path[0].choice is not None else path[0].name))
     return tuple(out)
 
 
