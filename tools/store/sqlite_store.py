@@ -274,6 +274,11 @@ class SQLiteStore(FHIRStore):
         # connection checkpoints the whole WAL and deletes it, which per file cost more than the file's
         # inserts, and the writer's page cache (the index B-trees' inner pages) survives from file to file.
         conn = self._open_writer()
+        # Checkpoint every 256 MB of WAL instead of every 4 MB: each checkpoint fsyncs, and an index page
+        # written by many files is copied into the database once per checkpoint, not once per file (about
+        # 10 % of a load's time). The guarantees stay those of WAL with synchronous=NORMAL: each file's
+        # transaction atomic, the database consistent after a kill or a crash; closing checkpoints the rest.
+        conn.execute("PRAGMA wal_autocheckpoint=65536")
         self._load_writer = (threading.get_ident(), conn)
         try:
             with self._writer() as w:
