@@ -13,7 +13,7 @@ only walks the resource.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from ..compartment import patient_compartments
 from .dates import value_ranges
@@ -107,14 +107,29 @@ def normalize(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).lower()
 
 
-def walk(resource: dict, steps: tuple[Step, ...]) -> Iterator[tuple[object, str | None]]:
+def walk(resource: dict, steps: tuple[Step, ...]) -> Iterable[tuple[object, str | None]]:
     """Values found at ``steps`` with the choice-type suffix of the last choice step (lists flattened)."""
     first = steps[0]
-    if first.choice is None and first.name not in resource:  # the common case: element absent
-        return iter(())
-    if len(steps) == 1 and first.choice is None and first.where is None:
-        v = resource[first.name]
-        return iter([(x, None) for x in v] if isinstance(v, list) else [(v, None)])
+    if first.choice is None:
+        if first.name not in resource:  # the common case: element absent
+            return ()
+        if first.where is None:
+            v = resource[first.name]
+            if len(steps) == 1:
+                return [(x, None) for x in v] if isinstance(v, list) else [(v, None)]
+            second = steps[1]
+            if len(steps) == 2 and second.choice is None and second.where is None:
+                # two plain steps (meta.profile, code.coding, ...): most paths, without the general loop
+                name = second.name
+                out: list[tuple[object, str | None]] = []
+                for node in v if isinstance(v, list) else (v,):
+                    if isinstance(node, dict) and name in node:
+                        w = node[name]
+                        if isinstance(w, list):
+                            out.extend([(x, None) for x in w])
+                        else:
+                            out.append((w, None))
+                return out
     items: list[tuple[object, str | None]] = [(resource, None)]
     for step in steps:
         nxt: list[tuple[object, str | None]] = []
@@ -144,7 +159,7 @@ def walk(resource: dict, steps: tuple[Step, ...]) -> Iterator[tuple[object, str 
             k, want = step.where
             flat = [(v, kind) for v, kind in flat if isinstance(v, dict) and v.get(k) == want]
         items = flat
-    return iter(items)
+    return items
 
 
 # --- per-type value conversion ------------------------------------------------------------------
