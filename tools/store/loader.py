@@ -699,7 +699,8 @@ def load_paths(
     ``validate``: ``True`` (the default level, ``"index"``: every element the index reads is checked),
     ``"strict"`` (also the full R4 model check with ``fhir.resources``) or ``False``.
     With validation and more than a few files, validation runs ahead in ``workers``
-    processes (default: up to 2) while this process resolves references and writes; at most
+    processes (default: up to 2), which also prepare each bundle as this process would
+    (:func:`validate_file`), while this process checks their conditional look-ups and writes; at most
     ``2 * workers + 2`` files are in flight, so memory stays flat.
     """
     t0 = time.perf_counter()
