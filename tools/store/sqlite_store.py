@@ -4,8 +4,8 @@ Resources are stored as JSON; search parameters live in index tables written by 
 (:mod:`tools.store.search`). Readers open the database read-only (``mode=ro``), so code that only holds a
 store for asking questions cannot write to it even by mistake; only :meth:`SQLiteStore.load` writes.
 The loader (:mod:`tools.store.loader`) writes through the store's small public write interface
-(:class:`tools.store.loader.LoadTarget`: ``resolve_conditional``, ``write_file``, ``retry_unresolved``,
-``unresolved_references``); the agent never calls it. This module imports the loader (for :meth:`load`),
+(:class:`tools.store.loader.LoadTarget`: ``resolve_conditional``, ``write_file``, ``stored_hashes``,
+``retry_unresolved``, ``unresolved_references``); the agent never calls it. This module imports the loader (for :meth:`load`),
 never the other way round.
 Connections are per thread, so the REST facade and concurrent evaluation runs can share one store.
 """
