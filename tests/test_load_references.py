@@ -221,3 +221,81 @@ def test_store_from_another_version_is_refused_clearly(tmp_path):
     (tmp_path / "junk" / "store.sqlite").write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreError, match="not an ehr-agent store"):
         SQLiteStore(tmp_path / "junk")
+
+
+@pytest.mark.parametrize("value", [83.2, 1e-05, 4.5e-05, 2.5e-07, 3e-12, 1e16, 1e22, -0.0, 2**70, "é", "\x7f", "1e-5,", None, float("nan")])
+def test_content_hash_is_the_one_stored_by_earlier_versions(value):
+    # stores written before keep their hashes, so reloading their files still finds them unchanged
+    import hashlib
+
+    from ehr_agent.tools.store.loader import content_hash
+
+    res = {"resourceType": "Observation", "id": "x", "valueQuantity": {"value": value, "unit": "mg"}, "note": [{"text": value}]}
+    assert content_hash(res) == hashlib.sha1(json.dumps(res, separators=(",", ":")).encode()).hexdigest()
+    assert content_hash({**res, "meta": {"versionId": "3", "lastUpdated": "2020"}}) == content_hash(res)
+
+
+def _store_rows(store: SQLiteStore) -> dict[str, list]:
+    """Every table's rows, with rids as Type/id and lastUpdated left out (they differ from load to load)."""
+    import re
+
+    c = store._conn()
+    key = {rid: f"{t}/{i}" for rid, t, i in c.execute("SELECT rid, type, id FROM resources")}
+    out = {"resources": sorted(
+        (t, i, v, h, re.sub(r'"lastUpdated":"[^"]*"', "", j))
+        for t, i, v, h, j in c.execute("SELECT type, id, version, hash, json FROM resources")
+    )}
+    for (table,) in c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT IN ('resources', 'meta')"):
+        cols = [r[1] for r in c.execute(f"PRAGMA table_info({table})")]
+        at = cols.index("rid")
+        out[table] = sorted(tuple(key[v] if k == at else v for k, v in enumerate(r)) for r in c.execute(f"SELECT * FROM {table}"))
+    return out
+
+
+def test_validation_workers_prepare_exactly_what_the_writer_would(tmp_path):
+    # with workers, bundles are prepared ahead (ids, references, hashes, index rows) in other processes
+    inline = SQLiteStore(tmp_path / "inline", create=True)
+    ahead = SQLiteStore(tmp_path / "ahead", create=True)
+    s1 = inline.load([FIXTURES], workers=0)
+    s2 = ahead.load([FIXTURES], workers=2)
+    assert s1.per_type == s2.per_type and s1.unresolved == s2.unresolved
+    assert _store_rows(inline) == _store_rows(ahead)
+
+
+def test_a_bundle_prepared_against_an_older_store_is_prepared_again(tmp_path, monkeypatch):
+    from ehr_agent.tools.store import loader
+
+    store = SQLiteStore(tmp_path / "s", create=True)
+    monkeypatch.setattr(loader, "_WORKER_STORE", store)
+    _, _, early = loader.validate_file(str(FIXTURES / "alice-moreau.json"))
+    assert early is not None and any(hit is None for hit, _ in early.lookups.values())  # practitioners not loaded yet
+    store.load([FIXTURES / "0-hospital-practitioners.json"])
+    assert not loader._same_lookups(early.lookups, loader.Resolver(store))
+    _, _, late = loader.validate_file(str(FIXTURES / "alice-moreau.json"))
+    assert loader._same_lookups(late.lookups, loader.Resolver(store))
+
+
+def test_a_resource_a_worker_found_unchanged_but_changed_since_is_still_written(tmp_path, monkeypatch):
+    import shutil
+
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+        for f in FIXTURES.glob("*.json"):
+            shutil.copy(f, tmp_path / name / f.name)
+    doc = json.loads((tmp_path / "v2" / "alice-moreau.json").read_text())
+    obs = next(e["resource"] for e in doc["entry"] if e["resource"].get("valueQuantity"))
+    obs["valueQuantity"]["value"] = 12345.5
+    (tmp_path / "v2" / "alice-moreau.json").write_text(json.dumps(doc))
+    store = SQLiteStore(tmp_path / "s", create=True)
+    store.load([tmp_path / "v1"], workers=2)
+
+    class Matches(str):  # every worker then takes every resource for unchanged in the store
+        def __eq__(self, other):
+            return True
+
+        __hash__ = str.__hash__
+
+    monkeypatch.setattr(SQLiteStore, "stored_hashes", lambda self, keys: {k: Matches() for k in keys})
+    summary = store.load([tmp_path / "v2"], workers=2)
+    assert sum(f.updated for f in summary.files) == 1 and not summary.refused
+    assert store.read("Observation", obs["id"])["valueQuantity"]["value"] == 12345.5

@@ -75,3 +75,11 @@ def test_real_data_passes_the_index_level_and_strict_agrees(tmp_path):
         assert not summary.refused, summary.refused
     a = SQLiteStore(tmp_path / "True").counts()
     assert a == SQLiteStore(tmp_path / "strict").counts() and sum(a.values()) > 0
+
+
+def test_r4_types_without_an_r4b_model_match_fhir_resources():
+    # check_resource_type answers these without importing fhir.resources; the list must stay its truth
+    from ehr_agent.tools.store.search.params import R4_TYPES
+    from ehr_agent.tools.store.validation import R4_WITHOUT_R4B_MODEL, _model_class
+
+    assert {t for t in R4_TYPES if _model_class(t) is None} == R4_WITHOUT_R4B_MODEL

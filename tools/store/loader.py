@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 import uuid
 from collections import Counter
@@ -37,6 +38,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from .base import Params, SearchError, normalize_params
+from .search.extract import derived_rows
 from .validation import DEFAULT_LEVEL, LEVELS, InvalidResource, check_resource_type, validate_level
 
 SUPPORTED_SUFFIXES = (".json", ".json.gz", ".json.bz2", ".ndjson", ".ndjson.gz", ".ndjson.bz2")
@@ -235,19 +237,24 @@ def bundle_entries(doc: object) -> list[Entry]:
 
 
 # ------------------------------------------------------------------------------------------- resolving
-def _walk_references(node: object) -> Iterator[dict]:
-    """Every dict holding a string ``reference`` key, anywhere in ``node``."""
+def _walk_references(node: object) -> list[dict]:
+    """Every dict holding a string ``reference`` key, anywhere in ``node``, in document order."""
+    return _collect_references(node, []) if isinstance(node, (dict, list)) else []
+
+
+def _collect_references(node: dict | list, out: list[dict]) -> list[dict]:
+    # a plain recursive function filling one list: half the cost of nested generators, and the loader
+    # walks every resource with it
     if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str):
-            yield node
-        for v in node.values():
-            if isinstance(v, (dict, list)):
-                yield from _walk_references(v)
-    elif isinstance(node, list):
-        for v in node:
-            if isinstance(v, (dict, list)):
-                yield from _walk_references(v)
+        if isinstance(node.get("reference"), str):
+            out.append(node)
+        values = node.values()
+    else:
+        values = node
+    for v in values:
+        if isinstance(v, (dict, list)):
+            _collect_references(v, out)
+    return out
 
 
 def content_hash(resource: dict) -> str:
@@ -258,16 +265,67 @@ def content_hash(resource: dict) -> str:
         resource["meta"] = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
         if not resource["meta"]:
             del resource["meta"]
-    return hashlib.sha1(json.dumps(resource, separators=(",", ":")).encode()).hexdigest()
+    try:
+        text = orjson.dumps(resource)
+    except TypeError:  # an integer past 64 bits
+        text = None
+    if text is None or not _same_as_json_dumps(text):
+        text = json.dumps(resource, separators=(",", ":")).encode()
+    return hashlib.sha1(text).hexdigest()
+
+
+def _same_as_json_dumps(text: bytes) -> bool:
+    """Whether orjson's text is byte for byte what ``json.dumps(separators=(",", ":"))`` writes, so hashes
+    stored by earlier versions (which used json.dumps, 5x slower) still match. They differ only on non-ASCII
+    text and DEL (json escapes them), floats below 1e-4 (``1e-05`` against orjson's ``0.00001`` or
+    ``1e-5``) and NaN (``NaN`` against ``null``); text that might hold one of those is hashed the old way."""
+    return (text.isascii() and b"\x7f" not in text and b"null" not in text and b"0.0000" not in text
+            and _ONE_DIGIT_EXPONENT.search(text) is None)
+
+
+# a number ending in a one-digit negative exponent (Python writes two digits); starting the pattern with
+# its literal keeps the regex scan as fast as a substring search
+_ONE_DIGIT_EXPONENT = re.compile(rb"e-\d[,\]}]")
 
 
 @dataclass
 class PreparedResource:
-    resource: dict
+    resource: dict | None  # None when a validation worker prepared it: ``doc`` and ``derived`` hold it then
     rtype: str
     rid_key: tuple[str, str]
     hash: str = ""
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # (reference, reason)
+    # Prepared by a worker: the stored JSON text with VERSION_SLOT and UPDATED_SLOT for the writer to fill,
+    # and derived_rows(resource). Both None (and no resource): the store held it unchanged when prepared.
+    doc: str | None = None
+    derived: tuple | None = None
+
+
+class PreparedTooEarly(Exception):
+    """Raised by :meth:`LoadTarget.write_file` (before it commits anything) for a resource a worker found
+    unchanged in the store and so did not prepare, which the store has changed since; the loader then
+    prepares the file itself."""
+
+
+def dump_resource(resource: dict) -> str:
+    """A resource as stored: compact JSON text (orjson; the json module for what orjson cannot encode,
+    such as integers past 64 bits)."""
+    try:
+        return orjson.dumps(resource).decode()
+    except TypeError:
+        return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
+
+
+# Stand-ins for the meta the writer sets (versionId depends on what the store holds, lastUpdated on when
+# it commits): a worker writes the stored text with these, the writer replaces them. Both JSON encoders
+# write a NUL as \u0000; a text holding a slot anywhere else is not prepared ahead (see _prepare_ahead).
+_VERSION_MARK, _UPDATED_MARK = "\x00versionId", "\x00lastUpdated"
+VERSION_SLOT, UPDATED_SLOT = '"\\u0000versionId"', '"\\u0000lastUpdated"'
+
+
+def stored_text(doc: str, version: str, now: str) -> str:
+    """The stored JSON text of a worker-prepared resource, its meta filled in."""
+    return doc.replace(VERSION_SLOT, f'"{version}"', 1).replace(UPDATED_SLOT, f'"{now}"', 1)
 
 
 #: ``resolve(resource, references) -> (resolved, still unresolved (reference, reason) pairs, new content hash)``
@@ -288,6 +346,10 @@ class LoadTarget(Protocol):
     def write_file(self, chunks: Iterable[Sequence[PreparedResource]], source_file: str,
                    before_commit: Callable[[], None] | None = None) -> dict[str, int]:
         """Write one file's prepared chunks atomically; returns inserted/updated/unchanged counts."""
+        ...
+
+    def stored_hashes(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(type, id) -> content hash of those of ``keys`` the store holds."""
         ...
 
     def retry_unresolved(self, resolve: ResolveFn) -> int:
@@ -449,31 +511,125 @@ def file_units(path: Path, text: str | None = None) -> Iterator[list[Entry]]:
         yield bundle_entries(_read_json(path))
 
 
-def validate_file(path: str, level: str = DEFAULT_LEVEL) -> tuple[str | None, str | None]:
-    """Validate every resource of one file: ``(first problem as a one-line message or None, text)``.
+def validate_file(path: str, level: str = DEFAULT_LEVEL) -> tuple[str | None, str | None, "PreparedFile | None"]:
+    """Validate every resource of one file: ``(first problem as a one-line message or None, text, prepared)``.
 
-    Runs in a worker process (see :func:`load_paths`): validation with ``fhir.resources`` is most of the
-    cost of a load, and it needs nothing from the store. For a bundle (read whole anyway) the decompressed
-    text comes back too, so the writer does not decompress the file a second time (bz2 costs about as
-    much as parsing); NDJSON, streamed in chunks, is read again by the writer.
+    Runs in a worker process (see :func:`load_paths`), ahead of the writer. A valid bundle is also
+    prepared here as far as the store allows (:func:`_prepare_ahead`: ids, references, content hash, stored
+    text, index rows), which is most of a load's work besides SQLite; the writer then only checks that the
+    store still answers its conditional references the same way and inserts. When it cannot be prepared
+    ahead, the decompressed text comes back instead, so the writer does not decompress the file a second
+    time; NDJSON, streamed in chunks, is read again by the writer.
     """
     p = Path(path)
     text = None
+    bundle = None
     try:
-        if not is_ndjson(p):
+        if is_ndjson(p):
+            units: Iterable[list[Entry]] = file_units(p)
+        else:
             text = read_text(p)
-        for entries in file_units(p, text):
+            bundle = bundle_entries(parse_json(text))
+            units = [bundle]
+        for entries in units:
             for i, e in enumerate(entries):
                 try:
                     validate_level(e.resource, level)
                 except InvalidResource as err:
-                    return f"entry {i}: {err}", None
+                    return f"entry {i}: {err}", None, None
     except RefusedFile as err:
-        return str(err), None
-    return None, text
+        return str(err), None, None
+    prepared = _prepare_ahead(bundle) if bundle is not None else None
+    return (None, None, prepared) if prepared is not None else (None, text, None)
 
 
-def _validation_pool(n_files: int, workers: int | None):
+@dataclass
+class PreparedFile:
+    """A bundle prepared by a worker: its resources, skipped conditional creates, and every conditional
+    look-up it made with its outcome (``(Type/id or None, reason)`` or ``("error", message)``)."""
+
+    # (type, id, hash, unresolved, doc, derived) per resource: plain tuples pickle in half the time of
+    # PreparedResource objects, and the writer unpickles every resource of a load
+    rows: list[tuple]
+    skipped: int
+    lookups: dict[tuple[str, str], tuple]
+
+    def resources(self) -> list[PreparedResource]:
+        return [PreparedResource(None, t, (t, i), h, u, doc, d) for t, i, h, u, doc, d in self.rows]
+
+
+class _RecordingResolver(Resolver):
+    """A resolver that remembers each look-up's outcome, so the writer can check it against the store."""
+
+    def __init__(self, store: LoadTarget):
+        super().__init__(store)
+        self.outcomes: dict[tuple[str, str], tuple] = {}
+
+    def lookup(self, rtype: str, query: str) -> tuple[str | None, str]:
+        try:
+            out = super().lookup(rtype, query)
+        except SearchError as err:
+            self.outcomes[(rtype, query)] = ("error", err.message)
+            raise
+        self.outcomes[(rtype, query)] = out
+        return out
+
+
+def _same_lookups(lookups: dict[tuple[str, str], tuple], resolver: Resolver) -> bool:
+    """Whether the store, as the writer sees it now, answers every look-up of a worker the same way (it may
+    not when a file the worker ran ahead of defines what a reference points at)."""
+    for (rtype, query), was in lookups.items():
+        try:
+            now: tuple = resolver.lookup(rtype, query)
+        except SearchError as err:
+            now = ("error", err.message)
+        if now != was:
+            return False
+    return True
+
+
+# The store a worker resolves conditional references against (read-only), set when the worker starts.
+_WORKER_STORE: LoadTarget | None = None
+
+
+def _prepare_ahead(entries: list[Entry]) -> PreparedFile | None:
+    """Prepare a validated bundle in a worker, exactly as the writer would (:func:`prepare_entries`, then
+    :func:`derived_rows` and the stored text), or None when the writer must do it itself: conditional
+    creates (whether one is skipped decides where the bundle's other references point, and the writer
+    registers them as it goes), or anything unexpected, which then surfaces from the writer's own path."""
+    if _WORKER_STORE is None or any(e.if_none_exist for e in entries):
+        return None
+    try:
+        resolver = _RecordingResolver(_WORKER_STORE)
+        prepared, skipped = prepare_entries(entries, resolver, validate=False)
+        keys = [pr.rid_key for pr in prepared]
+        # a reload: what the store holds unchanged needs no stored text nor index rows (unless a resource
+        # comes twice, when the second is compared with the first, not with the store)
+        stored = _WORKER_STORE.stored_hashes(keys) if len(set(keys)) == len(keys) else {}
+        for pr in prepared:
+            if stored.get(pr.rid_key) == pr.hash:
+                pr.resource = None
+                continue
+            r = pr.resource
+            pr.derived = derived_rows(r)
+            r["meta"] = {**(r.get("meta") or {}), "versionId": _VERSION_MARK, "lastUpdated": _UPDATED_MARK}
+            doc = dump_resource(r)
+            if doc.count(VERSION_SLOT) != 1 or doc.count(UPDATED_SLOT) != 1:
+                return None  # the resource itself holds a slot's text
+            pr.doc = doc
+        rows = [(pr.rtype, pr.rid_key[1], pr.hash, pr.unresolved, pr.doc, pr.derived) for pr in prepared]
+        return PreparedFile(rows, skipped, resolver.outcomes)
+    except Exception:  # noqa: BLE001 - the writer's path gives the real answer (a refusal, an error)
+        return None
+
+
+def _worker_start(parent_pid: int, store: LoadTarget) -> None:
+    global _WORKER_STORE
+    _WORKER_STORE = store  # inherited through fork, not pickled
+    _die_with_parent(parent_pid)
+
+
+def _validation_pool(n_files: int, workers: int | None, store: LoadTarget):
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     if workers < 1 or n_files < 4:
@@ -486,8 +642,8 @@ def _validation_pool(n_files: int, workers: int | None):
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
-        initializer=_die_with_parent,
-        initargs=(os.getpid(),),
+        initializer=_worker_start,
+        initargs=(os.getpid(), store),
     )
 
 
@@ -543,7 +699,8 @@ def load_paths(
     ``validate``: ``True`` (the default level, ``"index"``: every element the index reads is checked),
     ``"strict"`` (also the full R4 model check with ``fhir.resources``) or ``False``.
     With validation and more than a few files, validation runs ahead in ``workers``
-    processes (default: up to 2) while this process resolves references and writes; at most
+    processes (default: up to 2), which also prepare each bundle as this process would
+    (:func:`validate_file`), while this process checks their conditional look-ups and writes; at most
     ``2 * workers + 2`` files are in flight, so memory stays flat.
     """
     t0 = time.perf_counter()
@@ -553,7 +710,7 @@ def load_paths(
     explicit = {p.resolve() for p in named if p.is_file()}
     resolver = Resolver(store)
     level = validation_level(validate)
-    pool = _validation_pool(len(files), workers) if level else None
+    pool = _validation_pool(len(files), workers, store) if level else None
     ahead = 2 * (pool._max_workers if pool else 0) + 2
     pending: dict[int, object] = {}
     if pool:
@@ -568,22 +725,34 @@ def load_paths(
                         pending[j] = pool.submit(validate_file, str(files[j]), level)
             report = FileReport(path=str(path), status="loaded")
             try:
-                text = None
+                text = prepared = None
                 if pool:
                     # the worker is ahead: a refused file is refused before anything is written
-                    problem, text = pending.pop(idx).result()
+                    problem, text, prepared = pending.pop(idx).result()
                     if problem:
                         raise RefusedFile(problem)
+                    if prepared is not None and not _same_lookups(prepared.lookups, resolver):
+                        prepared = None  # prepared against an older store: read the file again and prepare here
 
-                def chunks(path=path, report=report, text=text):
+                def chunks(path=path, report=report, text=text, prepared=prepared):
+                    if prepared is not None:
+                        resources = prepared.resources()
+                        report.skipped_conditional += prepared.skipped
+                        report.resources = dict(Counter(p.rtype for p in resources))
+                        yield resources
+                        return
                     for entries in file_units(path, text):
-                        prepared, skipped = prepare_entries(entries, resolver, validate=level if pool is None else False)
+                        ready, skipped = prepare_entries(entries, resolver, validate=level if pool is None else False)
                         report.skipped_conditional += skipped
-                        for k, v in Counter(p.rtype for p in prepared).items():
+                        for k, v in Counter(p.rtype for p in ready).items():
                             report.resources[k] = report.resources.get(k, 0) + v
-                        yield prepared
+                        yield ready
 
-                stats = store.write_file(chunks(), str(path))
+                try:
+                    stats = store.write_file(chunks(), str(path))
+                except PreparedTooEarly:  # nothing was written: prepare the file here and write it again
+                    report.skipped_conditional, report.resources = 0, {}
+                    stats = store.write_file(chunks(prepared=None), str(path))
                 report.inserted, report.updated, report.unchanged = stats["inserted"], stats["updated"], stats["unchanged"]
             except RefusedFile as err:
                 pending.pop(idx, None)

@@ -12,7 +12,7 @@ search to one SQL statement), ``bundle`` (running it and building the searchset 
 """
 
 from .bundle import DEFAULT_COUNT, MAX_COUNT, execute_everything, execute_search
-from .extract import INDEX_DDL, INDEX_TABLES, INDEX_VERSION, INSERT_SQL, index_rows
+from .extract import INDEX_DDL, INDEX_TABLES, INDEX_VERSION, INSERT_SQL, derived_rows, index_rows
 from .params import SEARCH_PARAMS, known_types
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "INSERT_SQL",
     "MAX_COUNT",
     "SEARCH_PARAMS",
+    "derived_rows",
     "execute_everything",
     "execute_search",
     "index_rows",

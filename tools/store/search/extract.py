@@ -13,7 +13,7 @@ only walks the resource.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from ..compartment import patient_compartments
 from .dates import value_ranges
@@ -107,14 +107,29 @@ def normalize(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).lower()
 
 
-def walk(resource: dict, steps: tuple[Step, ...]) -> Iterator[tuple[object, str | None]]:
+def walk(resource: dict, steps: tuple[Step, ...]) -> Iterable[tuple[object, str | None]]:
     """Values found at ``steps`` with the choice-type suffix of the last choice step (lists flattened)."""
     first = steps[0]
-    if first.choice is None and first.name not in resource:  # the common case: element absent
-        return iter(())
-    if len(steps) == 1 and first.choice is None and first.where is None:
-        v = resource[first.name]
-        return iter([(x, None) for x in v] if isinstance(v, list) else [(v, None)])
+    if first.choice is None:
+        if first.name not in resource:  # the common case: element absent
+            return ()
+        if first.where is None:
+            v = resource[first.name]
+            if len(steps) == 1:
+                return [(x, None) for x in v] if isinstance(v, list) else [(v, None)]
+            second = steps[1]
+            if len(steps) == 2 and second.choice is None and second.where is None:
+                # two plain steps (meta.profile, code.coding, ...): most paths, without the general loop
+                name = second.name
+                out: list[tuple[object, str | None]] = []
+                for node in v if isinstance(v, list) else (v,):
+                    if isinstance(node, dict) and name in node:
+                        w = node[name]
+                        if isinstance(w, list):
+                            out.extend([(x, None) for x in w])
+                        else:
+                            out.append((w, None))
+                return out
     items: list[tuple[object, str | None]] = [(resource, None)]
     for step in steps:
         nxt: list[tuple[object, str | None]] = []
@@ -144,7 +159,7 @@ def walk(resource: dict, steps: tuple[Step, ...]) -> Iterator[tuple[object, str 
             k, want = step.where
             flat = [(v, kind) for v, kind in flat if isinstance(v, dict) and v.get(k) == want]
         items = flat
-    return iter(items)
+    return items
 
 
 # --- per-type value conversion ------------------------------------------------------------------
@@ -339,10 +354,11 @@ _HEADS = {t: tuple((p, _heads(p)) for p in ps) for t, ps in _INDEXED.items()}
 _COMMON_HEADS = tuple((p, _heads(p)) for p in _COMMON_INDEXED)
 
 
-def index_rows(resource: dict) -> dict[str, list[tuple]]:
+def index_rows(resource: dict, pids: set[str] | None = None) -> dict[str, list[tuple]]:
     """Index rows of one resource, per table, without the leading ``rid`` (insert with ``INSERT_SQL``).
 
     References must already be in ``Type/id`` form (the loader rewrites ``urn:uuid`` ones first).
+    ``pids``: the resource's :func:`patient_compartments`, when the caller has them already.
     """
     rtype = resource.get("resourceType") or ""
     rows: dict[str, set] = {t: set() for t in INDEX_TABLES}
@@ -356,7 +372,8 @@ def index_rows(resource: dict) -> dict[str, list[tuple]]:
         _extract_composite(resource, rtype, c, rows)
     # (No "$clinical" rows any more: $everything's window reads each type's R4 `date` rows, docs/search.md.
     # Stores written before keep theirs; nothing reads them.)
-    pids = patient_compartments(resource)
+    if pids is None:
+        pids = patient_compartments(resource)
     for pid in pids:
         rows["sp_compartment"].add((rtype, pid))
     owners = tuple(pids) or ("",)
@@ -365,3 +382,19 @@ def index_rows(resource: dict) -> dict[str, list[tuple]]:
         if t in out:
             out[t] = [(*row, pid) for row in out[t] for pid in owners]
     return out
+
+
+def derived_rows(resource: dict) -> tuple[set[str], list[tuple], dict[str, list[tuple]]]:
+    """Everything the store writes about one resource besides its JSON, without the ``rid``: the patients
+    whose compartment holds it, its ``identifiers`` rows ``(type, system, value)`` and its index rows.
+
+    A plain function of the resource, so the loader's validation workers can compute it ahead of the
+    writer."""
+    pids = patient_compartments(resource)
+    rtype = resource["resourceType"]
+    idents = [
+        (rtype, ident.get("system"), str(ident["value"]))
+        for ident in resource.get("identifier") or []
+        if isinstance(ident, dict) and ident.get("value") is not None
+    ]
+    return pids, idents, index_rows(resource, pids)
