@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ehr_agent.agent.cohort_answer import choose_what
 from ehr_agent.tools.facts import _DEMOGRAPHIC, written_dates
-from ehr_agent.tools.vocabulary import named_words
+from ehr_agent.tools.vocabulary import named_words, noun_phrases
 
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 _RANGE_WORDS = re.compile(r"\b(since|between|from|after|before|until|through|over|during the|trend|rise|fall|"
@@ -44,6 +44,10 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         out["what"] = written_name
     elif resolves is not None and what:
         out["what"] = choose_what(what, question, resolves)
+    topic = notes_topic(what, question)
+    if topic:
+        # lookup "notes" answers with the notes' names and dates; what the question asks of them is the topic.
+        out["what"] = what = topic
     asked = demographic_word(question)
     if asked and not _DEMOGRAPHIC.search(out.get("what") or ""):
         # "How old is the patient?" is answered by the Patient resource, whatever the model put in `what`
@@ -76,6 +80,21 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
             out.pop("start", None)
             out.pop("end", None)
     return out
+
+
+_NOTE_WORDS = frozenset("note notes clinical progress documentation documented chart say says said according "
+                        "mention mentions mentioned describe described".split())
+
+
+def notes_topic(what: str, question: str) -> str | None:
+    """The thing a question asks the notes about ("What do her notes say about her education?" ->
+    "education") when the model's ``what`` names only the notes themselves, else None."""
+    mine = [w for w in re.findall(r"[a-z]+", what.lower()) if w not in ("the", "patient", "patients", "s")]
+    if not mine or not set(mine) <= _NOTE_WORDS:
+        return None
+    runs = [[w for w in run if w not in _NOTE_WORDS and named_words(w)] for run in noun_phrases(question)]
+    runs = [r for r in runs if r]
+    return " ".join(max(runs, key=len)) if runs else None
 
 
 def demographic_word(question: str) -> str | None:

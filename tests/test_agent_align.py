@@ -250,3 +250,25 @@ def test_no_direct_answer_when_the_question_does_not_name_what_the_lookup_found(
     assert r.steps == 2 and "Lipoprotein" not in r.answer, r
     r = answer(blaze_store, pid, "What was the patient's last LDL?", model=ScriptedModel([call, "Not in the record."]))
     assert r.steps == 1 and "Low Density Lipoprotein" in r.answer, r
+
+
+def test_lookup_of_the_notes_themselves_takes_the_questions_topic():
+    q = "What do the patient's notes say about their education?"
+    assert align_call("lookup", {"op": "latest", "what": "notes"}, q)["what"] == "education"
+    q = "According to the notes, what socioeconomic background does the patient come from?"
+    assert align_call("lookup", {"op": "latest", "what": "clinical notes"}, q)["what"] == "socioeconomic background"
+    # A `what` that names a thing stays.
+    assert align_call("lookup", {"op": "latest", "what": "A1c"}, "What was her last A1c, per the notes?")["what"] == "A1c"
+
+
+@pytest.mark.shared
+def test_a_topic_only_the_notes_hold_is_answered_with_note_rows(blaze_store):
+    """Real blaze notes: "socioeconomic background" is coded nowhere; lookup returns the note chunks that say it."""
+    from ehr_agent.tools.patient_tools import PatientSession
+
+    for p in blaze_store.search_all("Patient", {"_count": "200"}):
+        s = PatientSession(blaze_store, p["id"])
+        out = s.call("lookup", {"op": "latest", "what": "socioeconomic background"})
+        if out.evidence:
+            break
+    assert any("#" in k and "socioeconomic background" in v for k, v in out.evidence.items()), out.text

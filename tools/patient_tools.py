@@ -108,6 +108,12 @@ def clear_record_cache(store: FHIRStore | None = None) -> None:
 # The session
 
 
+def _weak(m: vocab.Match) -> bool:
+    """A word match that covers less than half of the name's words (lay names, codes, whole names and whole
+    kinds are firm)."""
+    return bool(m.covered) and len(m.covered) < len(vocab.content_stems(m.concept.display)) / 2
+
+
 #: a ``records`` kind -> the ``lookup`` kind whose vocabulary resolves its words
 _LOOKUP_KIND = {"conditions": "condition", "medications": "medication", "immunizations": "vaccine",
                 "procedures": "procedure", "encounters": "visit", "allergies": "allergy", "careplans": "careplan",
@@ -590,6 +596,11 @@ class PatientSession:
                 return ToolOutput(text="\n".join(same.values()), evidence=same)
         return self.search_record(RecordSearchArgs(query=what, k=4))
 
+    def _weak_match(self, a: LookupArgs) -> bool:
+        """Whether ``a.what`` matched only by a few words of longer names (no lay name, code or whole name)."""
+        matches, _, _ = self._lookup.resolve(a)
+        return bool(matches) and all(_weak(m) for m in matches)
+
     def question_names(self, a: LookupArgs, question: str) -> bool:
         """Whether ``question`` itself names what ``lookup`` resolved ``a.what`` to, firmly: a lay name, a code,
         a name written out, the whole kind, or most of a name's words (one word of four is not enough:
@@ -607,13 +618,21 @@ class PatientSession:
             words = vocab.content_stems(a.what)
             return bool(words) and words <= vocab.content_stems(question)
         asked, _, _ = self._lookup.resolve(a.model_copy(update={"what": question[:300]}))
-        firm = {m.concept.key for m in asked if not m.covered or
-                len(m.covered) >= max(1, len(vocab.content_stems(m.concept.display))) / 2}
+        firm = {m.concept.key for m in asked if not _weak(m)}
         return bool({m.concept.key for m in mine} & firm)
 
     def lookup(self, a: LookupArgs) -> ToolOutput:
         """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer."""
         fact = self._lookup(a)
+        if fact.evidence and a.op != "exists" and self._weak_match(a):
+            # One word of a longer name ("education" of "Lifestyle education regarding hypertension"): the
+            # notes may be what was meant, so their mentions come with the computed answer.
+            found = self._notes_about(a.what, a.date)
+            extra = {k: v for k, v in found.evidence.items() if k not in fact.evidence and "#" in k}
+            if extra:
+                text = fact.text + "\nClinical notes that mention it:\n" + "\n".join(extra.values())
+                return ToolOutput(text=text, evidence={**fact.evidence, **extra}, computed=fact.computed,
+                                  proofs=fact.proofs)
         if not fact.evidence and not fact.concepts and a.op != "exists":
             # Nothing coded matches: facts that only clinical notes hold (education, complaints) are found by
             # searching the text, so the model gets rows instead of a dead end.
