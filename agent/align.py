@@ -17,7 +17,8 @@ from ehr_agent.tools.facts import _DEMOGRAPHIC, written_dates
 from ehr_agent.tools.vocabulary import named_words, noun_phrases
 
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
-_RANGE_WORDS = re.compile(r"\b(since|between|from|after|before|until|through|over|during the|trend|rise|fall|"
+# "from" alone is not a range ("his trigs from Apr 9 2016" is that day's reading); "from X to Y" is.
+_RANGE_WORDS = re.compile(r"\b(since|between|from\b.+\b(?:to|until|till|through)|after|before|until|through|over|during the|trend|rise|fall|"
                           r"up or down|change|changed|compare|comparing|moved)\b", re.I)
 _PERIODISH = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(since|before|after|between|during|year|month)\b", re.I)
 _WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|persons|individuals|women|men|"

@@ -256,7 +256,8 @@ class ClaimChecker:
         it, however true those rows are."""
         from ehr_agent.agent.citations import extract_values
 
-        if not events or re.search(r"\b(between|from|since|after|before|until|as of)\b", self.question, _I):
+        if not events or re.search(r"\b(between|from\b.+\b(?:to|until|till|through)|since|after|before|until|as of)\b",
+                                   self.question, _I):
             return None
         days = sorted(d for d in extract_values(self.question)[0] if len(d) == 10)
         if len(days) != 1:

@@ -272,3 +272,13 @@ def test_a_topic_only_the_notes_hold_is_answered_with_note_rows(blaze_store):
         if out.evidence:
             break
     assert any("#" in k and "socioeconomic background" in v for k, v in out.evidence.items()), out.text
+
+
+def test_from_one_day_is_that_days_reading_from_to_is_a_range():
+    out = align_call("lookup", {"op": "latest", "what": "trigs"}, "Can you tell me his trigs from Apr 9 2016?")
+    assert out["op"] == "on_date" and out["date"] == "2016-04-09"
+    out = align_call("lookup", {"op": "latest", "what": "BMI"}, "Can you tell me her BMI from 2018-11-15?")
+    assert out["op"] == "on_date" and out["date"] == "2018-11-15"
+    out = align_call("lookup", {"op": "change", "what": "LDL", "start": "2016", "end": "2019"},
+                     "her LDL from 2016 to 2019 - did it go up or come down?")
+    assert out["op"] == "change"

@@ -429,3 +429,10 @@ def test_a_false_none_right_now_is_flagged(blaze_store):
     s = PatientSession(blaze_store, pid, AS_OF)
     fails = ClaimChecker(s, "What care plans is the patient on right now?").check("Not in the record.", [])
     assert [f.kind for f in fails] == ["absence"] and f"CarePlan/{active['id']}" in fails[0].detail
+
+
+def test_a_reading_of_another_day_than_from_the_day_asked_is_flagged(fixture_store):
+    """"her A1c from 2019-09-30" asks for that day's reading: the 2015 one, though true, is another answer."""
+    bad = verdict(fixture_store, ALICE, f"Her HbA1c was 7.4 % on 2015-06-20 [{A1C_2015}].",
+                  question="Can you tell me her A1c from 2019-09-30?")
+    assert not bad.verified and any("2019-09-30" in r for r in bad.unsupported_reasons), bad

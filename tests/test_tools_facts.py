@@ -272,3 +272,22 @@ def test_a_day_asked_of_the_notes_finds_that_days_note(blaze_store):
     out = s.call("lookup", {"op": "on_date", "what": "chief complaint", "date": day})
     dated = [v for v in out.evidence.values()]
     assert dated and all(v.startswith(day) for v in dated), out.text
+
+
+@pytest.mark.shared
+def test_one_lay_name_for_an_analyte_coded_two_ways_is_one_series(blaze_store):
+    """"creat" names LOINC 2160-0 (serum) and 38483-4 (blood): latest and first run over both (real blaze rows,
+    same unit); systolic stays its own series."""
+    def readings(pid, code):
+        return [r for r in blaze_store.search_all("Observation", {"code": f"http://loinc.org|{code}"},
+                                                  compartment=("Patient", pid))]
+    for p in blaze_store.search_all("Patient", {"_count": "200"}):
+        a, b = readings(p["id"], "2160-0"), readings(p["id"], "38483-4")
+        if a and b and {r["valueQuantity"]["unit"] for r in a + b} == {"mg/dL"}:
+            break
+    else:
+        pytest.fail("no blaze patient with both creatinine codes")
+    both = sorted(a + b, key=lambda r: r["effectiveDateTime"])
+    s = PatientSession(blaze_store, p["id"], "2030-01-01")
+    assert f"[Observation/{both[-1]['id']}]" in answer_line(s.call("lookup", {"op": "latest", "what": "creat"}))
+    assert f"[Observation/{both[0]['id']}]" in answer_line(s.call("lookup", {"op": "first", "what": "creat"}))

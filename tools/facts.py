@@ -369,14 +369,22 @@ class Lookup:
                 if top.concept.key.startswith("component|"):
                     self.component = set(top.concept.codes)
                 if top.concept.type == "Observation":
-                    numeric = a.op in ("change",)
-                    matches = [m for m in matches if m.concept.key == top.concept.key] if not numeric else [top]
+                    # One lay name for one analyte coded two ways ("creat": LOINC 2160-0 in serum, 38483-4 in
+                    # blood) is one series; anything else a measurement matched is another series.
+                    origin = top.why.split(" -> code ")[0] if " -> code " in top.why else None
+                    matches = [m for m in matches if m.concept.key == top.concept.key or (
+                        origin is not None and m.score == top.score and m.why.startswith(origin + " -> code ")
+                        and not m.concept.key.startswith("component|") and not top.concept.key.startswith("component|"))]
                 else:
                     matches = [m for m in matches if m.concept.type == top.concept.type or
                                (kind != "any" and m.concept.type in types)]
                 refs = {ref for m in matches for ref in m.concept.refs}
                 res = [r for t in {m.concept.type for m in matches} for r in self.s.of_type(t) if ref_of(r) in refs]
                 res.sort(key=lambda r: self.s.row(r).date or "", reverse=True)
+                if len(matches) > 1 and top.concept.type == "Observation":
+                    # Merged codes compare only in one unit: the newest reading's.
+                    unit = (res[0].get("valueQuantity") or {}).get("unit") if res else None
+                    res = [r for r in res if (r.get("valueQuantity") or {}).get("unit") == unit]
                 return matches, res, kind
         return [], [], kind
 
