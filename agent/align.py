@@ -26,6 +26,9 @@ _WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|pe
 
 
 _NOW = re.compile(r"\b(right now|currently|current|at present|presently|these days|still|active|ongoing)\b", re.I)
+_FIRST_ASKED = re.compile(r"\b(first|earliest|since when|(?:put|started|start|starting|began|begin) on|"
+                          r"start(?:ed)? taking|first (?:picked|diagnosed))\b", re.I)
+_LAST_ASKED = re.compile(r"\b(last|latest|most recent|recent|current|currently|now)\b", re.I)
 _COMPARE = re.compile(r"\b(higher|lower|rise|rose|risen|fall|fell|fallen|up|down|increase[ds]?|decrease[ds]?|"
                       r"vs|versus|compare[ds]?|comparing|change[ds]?|went|gone|better|worse|improved?)\b", re.I)
 
@@ -68,6 +71,10 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         for k in ("start", "end", "date"):
             out.pop(k, None)
         return out
+    if op == "latest" and _FIRST_ASKED.search(question) and not _LAST_ASKED.search(question) \
+            and not _PERIODISH.search(re.sub(r"\bsince when\b", " ", question, flags=re.I)):
+        # "Since when has she been taking X?", "When was he put on X?": the first record, not the latest.
+        out["op"] = "first"
     years = sorted(set(_YEAR.findall(question)))
     if len(years) >= 2 and _COMPARE.search(question) and op in ("latest", "first", "on_date", "all", "change"):
         if op != "change" or not (out.get("start") and out.get("end")):

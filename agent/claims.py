@@ -51,6 +51,9 @@ STABLE = re.compile(r"\b(stable|unchanged|did not change|didn't change|no change
                     r"(?:did not|didn't|does not|doesn't) (?:go|move|trend) (?:up or down|down or up)|no (?:clear )?trend)\b", _I)
 AGE = re.compile(r"\b(?:(\d{1,3})\s*(?:-\s*)?(?:years?|yrs?)(?:\s*|-)old|aged?\s+(?:of\s+)?(\d{1,3})\b|"
                  r"at (?:the age of )?(\d{1,3})(?: years)?\b(?! ?(?:%|mg|kg|cm|mm|/)))", _I)
+FIRST_ASKED = re.compile(r"\b(first|earliest|initial|initially|since when|how long ago did|onset|"
+                         r"(?:put|started|start|starting|began|begin) on|start(?:ed)? (?:taking|on)|first (?:picked|diagnosed))\b",
+                         _I)
 ACTIVE = re.compile(r"\b(currently|still|is on|is taking|remains on|active|ongoing)\b", _I)
 ASKS_ACTIVE = re.compile(r"\b(right now|currently|current|at present|presently|these days|still|active|ongoing)\b", _I)
 _ACTIVE_TYPES = ("Condition", "MedicationRequest", "CarePlan", "AllergyIntolerance")
@@ -275,6 +278,12 @@ class ClaimChecker:
     def _latest_first(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
         body = _strip_refs(sentence)
         latest, first = bool(LATEST.search(body)), bool(FIRST.search(body))
+        q_first, q_latest = bool(FIRST_ASKED.search(self.question)), bool(LATEST.search(self.question))
+        if q_first != q_latest and _window(self.question) == (None, None):
+            # The question asks for the first (or the last) one: a sentence answering it with another record
+            # of the concept ("The latest simvastatin, prescribed 2020" for "When was he put on simvastatin?")
+            # answers another question, however true.
+            latest, first = q_latest, q_first
         if not events or latest == first:
             return None
         if latest and re.search(r"\bcurrent(ly)?\b", body, _I) and not re.search(r"\b(latest|last|recent)", body, _I) \

@@ -282,3 +282,10 @@ def test_from_one_day_is_that_days_reading_from_to_is_a_range():
     out = align_call("lookup", {"op": "change", "what": "LDL", "start": "2016", "end": "2019"},
                      "her LDL from 2016 to 2019 - did it go up or come down?")
     assert out["op"] == "change"
+
+
+def test_since_when_and_put_on_ask_for_the_first_record():
+    for q in ("Since when has she been taking hydrochlorothiazide?", "When was he put on simvastatin?"):
+        assert align_call("lookup", {"op": "latest", "what": "simvastatin"}, q)["op"] == "first", q
+    assert align_call("lookup", {"op": "latest", "what": "simvastatin"},
+                      "When was he last put on simvastatin?")["op"] == "latest"

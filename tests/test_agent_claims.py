@@ -436,3 +436,12 @@ def test_a_reading_of_another_day_than_from_the_day_asked_is_flagged(fixture_sto
     bad = verdict(fixture_store, ALICE, f"Her HbA1c was 7.4 % on 2015-06-20 [{A1C_2015}].",
                   question="Can you tell me her A1c from 2019-09-30?")
     assert not bad.verified and any("2019-09-30" in r for r in bad.unsupported_reasons), bad
+
+
+def test_the_latest_record_as_the_answer_to_a_when_was_he_put_on_question_is_flagged(fixture_store):
+    """"When did she start on HbA1c testing?" answered with the newest reading: true, but not what was asked."""
+    bad = verdict(fixture_store, ALICE, "The latest HbA1c was 6.5 % on 2023-10-03 "
+                  "[Observation/d893c882-91af-5d97-9d17-396be4423115].", question="When was her A1c first measured?")
+    assert not bad.verified and "earlier" in bad.unsupported_reasons[0]
+    assert verdict(fixture_store, ALICE, "The latest HbA1c was 6.5 % on 2023-10-03 "
+                   "[Observation/d893c882-91af-5d97-9d17-396be4423115].", question="What was her last A1c?").verified
