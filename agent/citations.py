@@ -368,6 +368,13 @@ def check_answer(
                 c.reasons.append(failure.detail)
                 c.labels.append(failure.label)
                 claim_evidence.update(failure.evidence)
+        whole = checks.answer_failure(answer) if hasattr(checks, "answer_failure") and claim_list else None
+        if whole is not None:
+            # A claim of the whole answer is marked on its first sentence.
+            first = claim_list[0]
+            first.ok = False
+            first.reasons.append(whole.detail)
+            first.labels.append(whole.label)
     bad = [c for c in claim_list if not c.ok]
     for c in bad:
         c.suggested = suggest_refs(c.sentence, evidence)

@@ -55,6 +55,8 @@ FIRST_ASKED = re.compile(r"\b(first|earliest|initial|initially|since when|how lo
                          r"(?:put|started|start|starting|began|begin) on|start(?:ed)? (?:taking|on)|first (?:picked|diagnosed))\b",
                          _I)
 ACTIVE = re.compile(r"\b(currently|still|is on|is taking|remains on|active|ongoing)\b", _I)
+_ASKS_AGE = re.compile(r"\b(how old|what age|at what age|age (?:at|when|of onset))\b", _I)
+_SAYS_AGE = re.compile(r"\b\d{1,3}\s*(?:years?|yrs?|y/?o)\b|\b(?:was|is|were|aged?) \d{1,3}(?![\d.,])(?!\s*(?:%|mg|kg|cm|mm|/|[a-z]))", _I)
 ASKS_ACTIVE = re.compile(r"\b(right now|currently|current|at present|presently|these days|still|active|ongoing)\b", _I)
 _ACTIVE_TYPES = ("Condition", "MedicationRequest", "CarePlan", "AllergyIntolerance")
 NOT_ACTIVE = re.compile(r"\b(no longer|not active|inactive|resolved|stopped|discontinued|ended|not currently)\b", _I)
@@ -284,12 +286,16 @@ class ClaimChecker:
             # of the concept ("The latest simvastatin, prescribed 2020" for "When was he put on simvastatin?")
             # answers another question, however true.
             latest, first = q_latest, q_first
+            asked = True
+        else:
+            asked = False
         if not events or latest == first:
             return None
         if latest and re.search(r"\bcurrent(ly)?\b", body, _I) and not re.search(r"\b(latest|last|recent)", body, _I) \
                 and all(r["resourceType"] in ("Condition", "MedicationRequest", "AllergyIntolerance") for r in events):
             return None  # "current condition": an "active" claim, checked there
-        start, end = _window(body)
+        # "has been taking it since 2020" answering "since when?" is the claim, not a window of it.
+        start, end = _window(self.question) if asked else _window(body)
         by_concept: dict[str, list[dict]] = {}
         for r in events:
             k = self.concept_key(r)
@@ -355,6 +361,10 @@ class ClaimChecker:
             start, end = _window(self.question)
         if obs:
             series = self.same_concept(obs[0])
+            # A lay name that names one analyte under two codes ("creat") is one series, as lookup reads it.
+            _, named, _ = self.lookup.resolve(LookupArgs(op="change", what=self.question[:200], kind="lab"))
+            if ref_of(obs[0]) in {ref_of(x) for x in named}:
+                series = named
         else:
             # An uncited direction ("it did not go up or down") is judged on the measurement the question names,
             # when the question asks for a direction.
@@ -458,6 +468,19 @@ class ClaimChecker:
         types = vocab.KIND_TYPES.get(guess_kind(q), ())
         return tuple(t for t in types if t in _ACTIVE_TYPES)
 
+    # ---- the whole answer --------------------------------------------------------------------------
+    def answer_failure(self, answer: str) -> ClaimFailure | None:
+        """A claim of the answer as a whole: asked how old, an answer that states no age (the latest blood
+        pressure for "how old was she when her blood pressure problem was diagnosed") answers another
+        question. A "not in the record" is left to the absence check."""
+        if not _ASKS_AGE.search(self.question):
+            return None
+        body = _strip_refs(answer)
+        if AGE.search(body) or _SAYS_AGE.search(body) or ABSENCE.search(body):
+            return None
+        return ClaimFailure("age", "states no age", "the question asks for an age: state it (the calculator's age "
+                            "from the birth date to the event's date)")
+
     # ---- absence ---------------------------------------------------------------------------------
     def _absence(self, sentence: str, refs: list[str], answer_cites: bool) -> ClaimFailure | None:
         # "as of <date>" restates "now"; it is not the period the absence is about.
@@ -497,8 +520,7 @@ class ClaimChecker:
         if not matches:
             matches, res, _ = self.lookup.resolve(LookupArgs(op="all", what=thing[:200]))
         # One word of a longer name ("low" of Low Density Lipoprotein) does not say the thing is named.
-        strong = [m for m in matches if m.why.startswith("every ") or (m.score >= 1.0 and (
-            not m.covered or len(m.covered) >= len(vocab.content_stems(m.concept.display)) / 2))]
+        strong = [m for m in matches if m.why.startswith("every ") or (m.score >= 1.0 and not vocab.weak_match(m))]
         if not strong:
             return None
         res = [r for r in res if self._day(r) and _in(self._day(r), start, end)]

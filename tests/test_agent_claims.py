@@ -445,3 +445,37 @@ def test_the_latest_record_as_the_answer_to_a_when_was_he_put_on_question_is_fla
     assert not bad.verified and "earlier" in bad.unsupported_reasons[0]
     assert verdict(fixture_store, ALICE, "The latest HbA1c was 6.5 % on 2023-10-03 "
                    "[Observation/d893c882-91af-5d97-9d17-396be4423115].", question="What was her last A1c?").verified
+
+
+def test_asked_how_old_an_answer_with_no_age_is_flagged(fixture_store):
+    q = "How old was she when her diabetes was diagnosed?"
+    bad = verdict(fixture_store, ALICE, "The latest HbA1c was 6.5 % on 2023-10-03 "
+                  "[Observation/d893c882-91af-5d97-9d17-396be4423115].", question=q)
+    assert not bad.verified and "age" in bad.unsupported_reasons[0]
+    # "Not in the record" is the absence check's to judge; a stated age passes this one.
+    s = PatientSession(fixture_store, ALICE, AS_OF)
+    assert ClaimChecker(s, q).answer_failure("She was 50 years old [Condition/x].") is None
+
+
+@pytest.mark.shared
+def test_since_when_answered_with_a_later_start_is_flagged(blaze_store):
+    """Real blaze prescriptions: "has been taking X since <a later prescription>" for "Since when...?"."""
+    for p in blaze_store.search_all("Patient", {"_count": "200"}):
+        rx = sorted(blaze_store.search_all("MedicationRequest", {"_count": "1000"}, compartment=("Patient", p["id"])),
+                    key=lambda r: r["authoredOn"])
+        by_code = {}
+        for r in (r for r in rx if "medicationCodeableConcept" in r):
+            by_code.setdefault(r["medicationCodeableConcept"]["coding"][0]["code"], []).append(r)
+        many = [rs for rs in by_code.values() if len({r["authoredOn"][:10] for r in rs}) >= 2]
+        if many:
+            break
+    rs = many[0]
+    name = rs[0]["medicationCodeableConcept"]["coding"][0]["display"]
+    q = f"Since when has the patient been taking {name}?"
+    late, early = rs[-1], rs[0]
+    bad = verdict(blaze_store, p["id"], f"The patient has been taking {name} since {late['authoredOn'][:10]} "
+                  f"[MedicationRequest/{late['id']}].", question=q)
+    assert not bad.verified and "earlier" in bad.unsupported_reasons[0], bad
+    good = verdict(blaze_store, p["id"], f"The patient has been taking {name} since {early['authoredOn'][:10]} "
+                   f"[MedicationRequest/{early['id']}].", question=q)
+    assert good.verified, good.unsupported_reasons

@@ -108,12 +108,6 @@ def clear_record_cache(store: FHIRStore | None = None) -> None:
 # The session
 
 
-def _weak(m: vocab.Match) -> bool:
-    """A word match that covers less than half of the name's words (lay names, codes, whole names and whole
-    kinds are firm)."""
-    return bool(m.covered) and len(m.covered) < len(vocab.content_stems(m.concept.display)) / 2
-
-
 #: a ``records`` kind -> the ``lookup`` kind whose vocabulary resolves its words
 _LOOKUP_KIND = {"conditions": "condition", "medications": "medication", "immunizations": "vaccine",
                 "procedures": "procedure", "encounters": "visit", "allergies": "allergy", "careplans": "careplan",
@@ -599,7 +593,7 @@ class PatientSession:
     def _weak_match(self, a: LookupArgs) -> bool:
         """Whether ``a.what`` matched only by a few words of longer names (no lay name, code or whole name)."""
         matches, _, _ = self._lookup.resolve(a)
-        return bool(matches) and all(_weak(m) for m in matches)
+        return bool(matches) and all(vocab.weak_match(m) for m in matches)
 
     def question_names(self, a: LookupArgs, question: str) -> bool:
         """Whether ``question`` itself names what ``lookup`` resolved ``a.what`` to, firmly: a lay name, a code,
@@ -618,7 +612,7 @@ class PatientSession:
             words = vocab.content_stems(a.what)
             return bool(words) and words <= vocab.content_stems(question)
         asked, _, _ = self._lookup.resolve(a.model_copy(update={"what": question[:300]}))
-        firm = {m.concept.key for m in asked if not _weak(m)}
+        firm = {m.concept.key for m in asked if not vocab.weak_match(m)}
         return bool({m.concept.key for m in mine} & firm)
 
     def lookup(self, a: LookupArgs) -> ToolOutput:

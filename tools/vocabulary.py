@@ -375,6 +375,23 @@ class Match:
     covered: frozenset[str] = frozenset()
 
 
+_DRUG_TYPES = frozenset({"MedicationRequest", "MedicationStatement", "MedicationAdministration", "Immunization"})
+
+
+def weak_match(m: Match) -> bool:
+    """A word match that names too little of the concept to say the words meant it: fewer than half of the
+    name's words ("low" of Low Density Lipoprotein Cholesterol). Strengths, units and dose forms do not count
+    as words of a drug's name, whose ingredient (a word of five letters or more) is enough ("albuterol").
+    Lay names, codes, whole names and whole kinds are never weak."""
+    if not m.covered:
+        return False
+    weak = {stem(w) for w in _WEAK_WORDS}
+    names = {x for x in content_stems(m.concept.display) if not re.search(r"\d", x) and x not in weak}
+    if m.concept.type in _DRUG_TYPES:
+        return not any(len(x) >= 5 and x in names for x in m.covered)
+    return len(m.covered & names) < max(1, len(names)) / 2
+
+
 def lay_phrases(text: str) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
     """Lay phrases found in ``text`` (longest first, non-overlapping): ``(phrase, displays, codes)``."""
     # Matched on stems, so "office visits" finds "office visit" and "ear infections" finds "ear infection".
