@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 
 from ehr_agent.agent.cohort_answer import choose_what
-from ehr_agent.tools.facts import _DEMOGRAPHIC, written_dates
+from ehr_agent.tools.facts import _DEMOGRAPHIC, one_year, written_dates
 from ehr_agent.tools.vocabulary import named_words, noun_phrases
 
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
@@ -126,6 +126,10 @@ def align_count_args(args: dict, question: str, resolves: Callable[[str], bool] 
     if question and not _PERIODISH.search(question):
         out.pop("start", None)
         out.pop("end", None)
+    year = one_year(question)
+    if year and (out.get("start") or out.get("end")):
+        # "stays that started in 2019" is 2019, not "from 2019 on" (the model gave start only).
+        out["start"] = out["end"] = year
     if question and _WHO.search(question):
         out["count"] = "patients"
     if resolves is not None and question and isinstance(out.get("what"), str):

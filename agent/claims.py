@@ -495,7 +495,8 @@ class ClaimChecker:
                 return None
             thing = self.question
             if _DEMOGRAPHIC.search(thing) and not [w for w in vocab.named_words(thing)
-                                                   if not _DEMOGRAPHIC.fullmatch(w) and w not in ("old", "how", "patient")]:
+                                                   if not _DEMOGRAPHIC.fullmatch(w) and w not in ("old", "how", "patient")
+                                                   and not re.fullmatch(r"[\d-]+", w)]:
                 # Sex, birth, death, age: the Patient resource holds them.
                 patient = self.s.patient()
                 row = self.s.row(patient)

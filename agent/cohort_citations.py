@@ -31,6 +31,7 @@ from ehr_agent.agent.citations import (
     split_sentences,
 )
 from ehr_agent.tools.cohort_tools import CohortToolError, canonical_cite, parse_cite, query_dates
+from ehr_agent.tools.facts import one_year
 from ehr_agent.tools.store.base import StoreError
 
 QUERY_CITE = re.compile(r"\[\s*((?:query|patients):[^\[\]]+?)\s*\]")
@@ -145,6 +146,14 @@ def check_cohort_answer(
                 # counted in 2010 only): a true count of another question.
                 claim.reasons.append(f"[{q}] counts only {', '.join(query_dates(params))}, but the question asks "
                                      "about no period; count without a date")
+            year = one_year(question)
+            bounded = any(v.startswith(year or "-") for v in clinical) or (
+                any(re.match(rf"(ge|gt){year}", v) for v in clinical) and any(re.match(rf"(le|lt){year}", v)
+                                                                             for v in clinical))
+            if year and clinical and not bounded:
+                # "stays that started in 2019" counted from 2019 on (date=ge2019): another question's count.
+                claim.reasons.append(f"[{q}] counts date={', '.join(clinical)}, but the question asks about "
+                                     f"{year}; count that year (start and end {year})")
             d, y = _date_values(query_dates(params))
             ok_dates |= d
             ok_nums |= y

@@ -479,3 +479,9 @@ def test_since_when_answered_with_a_later_start_is_flagged(blaze_store):
     good = verdict(blaze_store, p["id"], f"The patient has been taking {name} since {early['authoredOn'][:10]} "
                    f"[MedicationRequest/{early['id']}].", question=q)
     assert good.verified, good.unsupported_reasons
+
+
+def test_not_in_the_record_for_the_age_on_a_day_is_flagged(fixture_store):
+    s = PatientSession(fixture_store, ALICE, AS_OF)
+    fails = ClaimChecker(s, "How old was the patient on 1980-12-01?").check("Not in the record.", [])
+    assert [f.kind for f in fails] == ["absence"] and "Patient resource" in fails[0].detail

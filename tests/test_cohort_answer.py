@@ -53,3 +53,14 @@ def test_compose_takes_the_last_answer_line_whose_count_ran():
     # a line whose count did not run in this question is never used
     assert compose_answer([t1, t2], ran[:1]) == ("12 patients in 2013 [patients:Immunization?date=2013&vaccine-code=cvx|113].")
     assert compose_answer(["no answer here"], ran) is None
+
+
+def test_one_year_asked_is_counted_for_that_year_only():
+    from ehr_agent.agent.align import align_call
+
+    q = "Count the hospital stays of women that started in 2019."
+    out = align_call("cohort_count", {"what": "inpatient stays", "start": "2019", "sex": "female"}, q)
+    assert out["start"] == out["end"] == "2019"
+    # An open range the question writes stays open.
+    q = "How many hospital stays have there been since 2019?"
+    assert "end" not in align_call("cohort_count", {"what": "inpatient stays", "start": "2019"}, q)

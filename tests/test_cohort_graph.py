@@ -213,6 +213,18 @@ def test_a_count_limited_to_a_period_the_question_never_named_is_flagged():
                                question="How many hospital stays were there in 2010?", **kw).verified
 
 
+def test_a_count_from_a_year_on_for_a_question_about_that_year_is_flagged():
+    """"started in 2019" counted with date=ge2019 (every year from 2019 on) is another question's count."""
+    q = "Count the hospital stays of women that started in 2019."
+    open_key = "query:Encounter?class=IMP&date=ge2019&patient.gender=female"
+    year_key = "query:Encounter?class=IMP&date=2019&patient.gender=female"
+    flagged = check_cohort_answer(f"25 hospital stays [{open_key}].", question=q, ran=[open_key],
+                                  recount=lambda k: 25, evidence={})
+    assert not flagged.verified and "asks about 2019" in " ".join(flagged.unsupported_reasons or flagged.problems())
+    assert check_cohort_answer(f"3 hospital stays [{year_key}].", question=q, ran=[year_key],
+                               recount=lambda k: 3, evidence={}).verified
+
+
 def test_graph_drops_the_unasked_period_and_answers_from_the_count_that_ran(fixture_store):
     """Scripted model: asked 'ever', it counts 2010 only and cites that count (seen with the embedded model).
     The period is dropped before the tool runs, so the 2010 count never ran; the model's sentence fails, and

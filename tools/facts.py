@@ -78,6 +78,19 @@ def written_dates(text: str) -> list[str]:
     return out
 
 
+_ONE_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+_OPEN_RANGE = re.compile(r"\b(since|after|before|until|till|through|from|between|up to|prior to|by)\b", re.I)
+
+
+def one_year(question: str) -> str | None:
+    """The year a question is about when it names exactly one and no open range ("in 2019", "during 2019"),
+    else None."""
+    years = set(_ONE_YEAR.findall(question or ""))
+    if len(years) != 1 or _OPEN_RANGE.search(question) or written_dates(question):
+        return None
+    return years.pop()
+
+
 class LookupArgs(BaseModel):
     """Arguments of ``lookup`` (descriptions are short: they cost prompt tokens on every question)."""
 
