@@ -85,10 +85,6 @@ def test_without_store_or_patient_the_stored_verdict_is_kept(fixture_store):
     t = _task()
     kept = rescore([t], [_record(t, WRONG, verified=True)])
     assert kept[0].verified and "no --store" in kept[0].verified_note
-    cohort = _task("cohort", patient=None, question="How many patients have diabetes?")
-    rec = _record(cohort, "Not in the record.", verified=True)
-    out = rescore([cohort], [rec], store=fixture_store)
-    assert out[0].verified and out[0].verified_note.startswith("stored verdict kept: cohort")
     failed = _record(t, "", verified=False)
     failed.error = "timeout after 5 s"
     out = rescore([t], [failed], store=fixture_store)
@@ -212,3 +208,21 @@ def test_report_shows_the_table_and_lists_wrong_but_verified(tmp_path):
     page = files["html"].read_text()
     assert "<h2>Verified vs right</h2>" in page and "2 wrong but verified" in page
     assert "&lt;b&gt;text&lt;/b&gt;" in page and "<b>text</b>" not in page
+
+
+def test_cohort_answers_are_rechecked_by_running_their_queries_again(fixture_store):
+    """A cohort answer's cited count must be one the run made (its evidence) and equal a fresh count."""
+    import re as _re
+
+    from ehr_agent.tools.cohort_tools import CohortSession
+
+    out = CohortSession(fixture_store).call("cohort_count", {"what": "flu shot", "count": "patients"})
+    key = _re.search(r"\[((?:query|patients):[^\]]+)\]", out.text).group(1)
+    n = CohortSession(fixture_store).recount(key)
+    cohort = _task("cohort", patient=None, question="How many patients had a flu shot?")
+    right = _record(cohort, f"{n} patients [{key}].", verified=False, evidence=[key])
+    wrong = _record(cohort, f"{n + 1} patients [{key}].", verified=True, evidence=[key])
+    never = _record(cohort, f"{n} patients [{key}].", verified=True, evidence=[])
+    got = rescore([cohort], [right], store=fixture_store) + rescore([cohort], [wrong], store=fixture_store) \
+        + rescore([cohort], [never], store=fixture_store)
+    assert [g.verified for g in got] == [True, False, False], [g.unsupported_reasons for g in got]

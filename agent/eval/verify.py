@@ -100,10 +100,10 @@ def recheck(store: Any, *, patient: str | None, question: str, answer: str, solv
             computed: list[str] | None = None) -> Recheck:
     """Run the citation and claim checks on a stored answer (see the module docstring)."""
     old = (stored_verified, list(stored_unsupported or []), list(stored_reasons or []))
-    if patient is None:
-        return kept(*old, why="cohort task (no patient to scope the checks to)")
     if error is not None:
         return kept(*old, why="the run ended in an error")
+    if patient is None:
+        return recheck_cohort(store, question=question, answer=answer, evidence_refs=evidence_refs, old=old)
     session = PatientSession(store, patient, as_of)
     if not session.exists():
         return kept(*old, why=f"patient {patient} is not in the store")
@@ -115,5 +115,23 @@ def recheck(store: Any, *, patient: str | None, question: str, answer: str, solv
 
     report = check_answer(text, evidence, belongs=belongs, computed=list(computed or []), question=question, as_of=as_of,
                           claims=ClaimChecker(session, question))
+    return Recheck(verified=report.verified, unsupported=report.unsupported,
+                   unsupported_reasons=report.unsupported_reasons, note="rechecked")
+
+
+def recheck_cohort(store: Any, *, question: str, answer: str, evidence_refs: list[str],
+                   old: tuple[bool, list[str], list[str]]) -> Recheck:
+    """The cohort check on a stored cohort answer: its cited queries must be among those the run made
+    (``evidence_refs``), and running them again on the store must give the numbers stated."""
+    from ehr_agent.agent.cohort import is_query_key
+    from ehr_agent.agent.cohort_citations import check_cohort_answer
+    from ehr_agent.tools.cohort_tools import CohortSession
+
+    text = strip_marks(answer)
+    if any(not is_query_key(r) for r in cited_refs(text)):
+        # Rows cited beside the counts were read through tools whose text the log keeps only in part.
+        return kept(*old, why="cohort answer cites resources, not only queries")
+    report = check_cohort_answer(text, ran=[r for r in evidence_refs if is_query_key(r)],
+                                 recount=CohortSession(store).recount, evidence={}, question=question)
     return Recheck(verified=report.verified, unsupported=report.unsupported,
                    unsupported_reasons=report.unsupported_reasons, note="rechecked")
