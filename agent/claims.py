@@ -201,7 +201,23 @@ class ClaimChecker:
             self._asked = self.s.concept_written_in(self.question)
         return self._asked
 
+    def _named_only_weakly(self) -> set[str]:
+        """Concept keys the question matches only by a few words of their names, when it names nothing
+        firmly ("low" in "described as low, middle or high" -> Low Density Lipoprotein Cholesterol)."""
+        if not hasattr(self, "_weakly"):
+            matches, _, _ = self.lookup.resolve(LookupArgs(op="all", what=self.question[:300]))
+            weak = {m.concept.key for m in matches if vocab.weak_match(m)}
+            firm = {m.concept.key for m in matches if not vocab.weak_match(m)}
+            self._weakly = weak if weak and not firm else set()
+        return self._weakly
+
     def _concept(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
+        weakly = self._named_only_weakly() if self.question else set()
+        for r in events:
+            if self.concept_key(r) in weakly:
+                return ClaimFailure("concept", f"the question does not ask about {self._name(r)}",
+                                    f"[{ref_of(r)}] is {self._name(r)}, which the question names by one word "
+                                    "at most; answer what the question asks about")
         asked = self._asked_concept() if self.question else None
         if asked is not None and not asked.key.startswith("component|"):  # a panel row holds its components
             for r in events:

@@ -485,3 +485,25 @@ def test_not_in_the_record_for_the_age_on_a_day_is_flagged(fixture_store):
     s = PatientSession(fixture_store, ALICE, AS_OF)
     fails = ClaimChecker(s, "How old was the patient on 1980-12-01?").check("Not in the record.", [])
     assert [f.kind for f in fails] == ["absence"] and "Patient resource" in fails[0].detail
+
+
+@pytest.mark.shared
+def test_a_row_the_question_names_by_one_word_at_most_is_flagged(blaze_store):
+    """"described as low, middle or high" names Low Density Lipoprotein by the one word "low" and nothing
+    firmly: the LDL reading, though true, answers another question (real blaze rows)."""
+    for p in blaze_store.search_all("Patient", {"_count": "200"}):
+        ldl = list(blaze_store.search_all("Observation", {"code": "http://loinc.org|18262-6"},
+                                          compartment=("Patient", p["id"])))
+        if ldl:
+            break
+    r = ldl[0]
+    v = f"{r['valueQuantity']['value']} {r['valueQuantity']['unit']}"
+    text = f"The latest Low Density Lipoprotein Cholesterol was {v} on {r['effectiveDateTime'][:10]} [Observation/{r['id']}]."
+    bad = verdict(blaze_store, p["id"], text,
+                  question="Is the patient's socioeconomic background described as low, middle or high?")
+    assert not bad.verified and "names by one word" in bad.unsupported_reasons[0]
+    s0 = PatientSession(blaze_store, p["id"], AS_OF)
+    assert ClaimChecker(s0, "What was the patient's LDL?")._named_only_weakly() == set()
+    # The weight asked with "weigh" is named firmly (a short form of the name's word).
+    s = PatientSession(blaze_store, p["id"], AS_OF)
+    assert ClaimChecker(s, "What did he weigh at his last visit?")._named_only_weakly() == set()

@@ -387,9 +387,11 @@ def weak_match(m: Match) -> bool:
         return False
     weak = {stem(w) for w in _WEAK_WORDS}
     names = {x for x in content_stems(m.concept.display) if not re.search(r"\d", x) and x not in weak}
+    # A covered word may be a short form of the name's ("weigh" of "weight"): matched both ways by prefix.
+    hit = {n for n in names if any(n.startswith(c) or c.startswith(n) for c in m.covered)}
     if m.concept.type in _DRUG_TYPES:
-        return not any(len(x) >= 5 and x in names for x in m.covered)
-    return len(m.covered & names) < max(1, len(names)) / 2
+        return not any(len(n) >= 5 for n in hit)
+    return len(hit) < max(1, len(names)) / 2
 
 
 def lay_phrases(text: str) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
