@@ -37,6 +37,7 @@ from typing import Any
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.facts import _DEMOGRAPHIC, Lookup, LookupArgs, _concept_field, _end_date, _status, age_between, \
     guess_kind, numeric_value, ref_of, value_text, written_dates
+from ehr_agent.tools.patient_tools import note_chunks
 from ehr_agent.tools.retrieval.projections import concept_display
 from ehr_agent.tools.store.base import StoreError
 
@@ -188,11 +189,45 @@ class ClaimChecker:
             f = fn(sentence, cited, events)
             if f:
                 out.append(f)
+        f = self._note_says(sentence, refs, cited)
+        if f:
+            out.append(f)
         if not out:
             f = self._absence(sentence, refs, answer_cites)
             if f:
                 out.append(f)
         return out
+
+    # ---- what a cited note says ------------------------------------------------------------------
+    def _note_says(self, sentence: str, refs: list[str], cited: list[dict]) -> ClaimFailure | None:
+        """A sentence backed only by notes states words the notes hold: beyond the question's own words and
+        grammar, each of its words is in the cited text ("comes from a low socioeconomic background" against a
+        note that says "high", or a note cited by its title only, fails). Values are the citation check's."""
+        if not refs or not cited or any(r.get("resourceType") not in ("DocumentReference", "DiagnosticReport")
+                                        for r in cited):
+            return None
+        if any(r.get("resourceType") == "DiagnosticReport" and (r.get("result") or []) for r in cited):
+            return None  # a lab panel's report: its values are the citation check's
+        text = []
+        for ref, r in zip(refs, cited):
+            if "#" in ref and r.get("resourceType") == "DocumentReference":
+                text += [line for c, line in note_chunks(r) if c == ref]
+            else:
+                text.append(self.s.row(r).text)
+        have = {vocab.stem(w) for w in vocab.words(" ".join(text))}
+        asked = {vocab.stem(w) for w in vocab.words(self.question)}
+        body = _DATES.sub(" ", _strip_refs(sentence))
+        missing = []
+        for w in vocab.words(body):
+            x = vocab.stem(w)
+            if w in _NOTE_GRAMMAR or len(w) < 3 or re.fullmatch(r"[\d.-]+", w) or _near(x, asked) or _near(x, have):
+                continue
+            missing.append(w)
+        if not missing:
+            return None
+        return ClaimFailure("note", "the cited note does not say it",
+                            f"the cited note text does not hold: {', '.join(dict.fromkeys(missing))}; quote what the "
+                            "note says, citing its chunk")
 
     # ---- concept ---------------------------------------------------------------------------------
     def _asked_concept(self) -> vocab.Concept | None:
@@ -550,6 +585,19 @@ class ClaimChecker:
         names = "; ".join(self._show(r) for r in shown)
         return ClaimFailure("absence", "the record does hold it",
                             f"the record does hold {strong[0].concept.display}: {names}", self._ev(shown))
+
+
+_NOTE_GRAMMAR = frozenset("""the and for with from that this these those which who whom what when where was were are
+has have had his her their its him them she they patient patients note notes noted according per says said
+mentions mentioned mention states stated indicates indicated shows showed documented describes described record
+recorded chart also not any been being into onto about than then there here""".split())
+
+
+def _near(stem: str, stems: set[str]) -> bool:
+    """Whether a word's stem is in ``stems``, allowing a short form either way ("report" ~ "reported")."""
+    if stem in stems:
+        return True
+    return len(stem) >= 5 and any(s[:5] == stem[:5] and (s.startswith(stem) or stem.startswith(s)) for s in stems)
 
 
 _REFS = re.compile(r"\[[A-Z][A-Za-z]+/[^\[\]]+\]")

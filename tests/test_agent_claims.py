@@ -507,3 +507,30 @@ def test_a_row_the_question_names_by_one_word_at_most_is_flagged(blaze_store):
     # The weight asked with "weigh" is named firmly (a short form of the name's word).
     s = PatientSession(blaze_store, p["id"], AS_OF)
     assert ClaimChecker(s, "What did he weigh at his last visit?")._named_only_weakly() == set()
+
+
+@pytest.mark.shared
+def test_a_sentence_backed_only_by_a_note_states_what_the_note_says(blaze_store):
+    """Real blaze note chunks: "comes from a high socioeconomic background" passes against the chunk that says
+    it; the same sentence with "low", or a claim citing a note by its title only, fails."""
+    from ehr_agent.tools.patient_tools import note_chunks
+
+    for p in blaze_store.search_all("Patient", {"_count": "200"}):
+        hit = None
+        for d in blaze_store.search_all("DocumentReference", {"_count": "1000"}, compartment=("Patient", p["id"])):
+            hit = next(((ref, line) for ref, line in note_chunks(d) if "comes from a high socioeconomic" in line), None)
+            if hit:
+                break
+        if hit:
+            break
+    ref, line = hit
+    q = "According to the notes, what socioeconomic background does the patient come from?"
+    s = PatientSession(blaze_store, p["id"], AS_OF)
+
+    def check(text):
+        return check_answer(text, {ref: line}, question=q, as_of=AS_OF, claims=ClaimChecker(s, q))
+
+    good = check(f"The patient comes from a high socioeconomic background [{ref}].")
+    assert good.verified, good.unsupported_reasons
+    bad = check(f"The patient comes from a low socioeconomic background [{ref}].")
+    assert not bad.verified and "low" in bad.unsupported_reasons[0]
