@@ -151,5 +151,5 @@ def _print_answer(result) -> None:
             out.print(f"[{i}] {c}", markup=False)
     status = "verified" if result.verified else "NOT verified"
     extra = f"; error: {result.error}" if result.error else ""
-    out.print(f"\n({status}; {result.steps} steps; {result.prompt_tokens}+{result.completion_tokens} tokens; "
+    out.print(f"\n({status}; {result.steps} step{'' if result.steps == 1 else 's'}; {result.prompt_tokens}+{result.completion_tokens} tokens; "
               f"{result.seconds:.1f}s{extra})", markup=False, style="dim")
