@@ -13,10 +13,9 @@ import re
 from collections.abc import Callable
 
 from ehr_agent.agent.cohort_answer import choose_what
-from ehr_agent.tools.facts import _DEMOGRAPHIC, one_year, written_dates
+from ehr_agent.tools.facts import YEAR, _DEMOGRAPHIC, about_the_patient, one_year, written_dates
 from ehr_agent.tools.vocabulary import named_words, noun_phrases
 
-_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 # "from" alone is not a range ("his trigs from Apr 9 2016" is that day's reading); "from X to Y" is.
 _RANGE_WORDS = re.compile(r"\b(since|between|from\b.+\b(?:to|until|till|through)|after|before|until|through|over|during the|trend|rise|fall|"
                           r"up or down|change|changed|compare|comparing|moved)\b", re.I)
@@ -25,7 +24,8 @@ _WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|pe
                   r"children|kids|females|males)\b", re.I)
 
 
-_NOW = re.compile(r"\b(right now|currently|current|at present|presently|these days|still|active|ongoing)\b", re.I)
+#: a question about what holds now ("on right now", "currently active"); the claim check reads it the same way
+ASKS_NOW = re.compile(r"\b(right now|currently|current|at present|presently|these days|still|active|ongoing)\b", re.I)
 _FIRST_ASKED = re.compile(r"\b(first|earliest|since when|(?:put|started|start|starting|began|begin) on|"
                           r"start(?:ed)? taking|first (?:picked|diagnosed))\b", re.I)
 _LAST_ASKED = re.compile(r"\b(last|latest|most recent|recent|current|currently|now)\b", re.I)
@@ -64,7 +64,7 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         out.pop("end", None)
         if op != "on_date":
             out.pop("date", None)  # a count "on 2026-12-02" (today) is no count of the record
-    if op in ("list", "all") and _NOW.search(question) and not written_dates(question):
+    if op in ("list", "all") and ASKS_NOW.search(question) and not written_dates(question):
         # "What care plans is she on right now?": what is active at as-of, not every plan she ever had (a date
         # the model added is its own guess at "now"; the tool's as-of is the session's).
         out["op"] = "active_on"
@@ -75,7 +75,7 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
             and not _PERIODISH.search(re.sub(r"\bsince when\b", " ", question, flags=re.I)):
         # "Since when has she been taking X?", "When was he put on X?": the first record, not the latest.
         out["op"] = "first"
-    years = sorted(set(_YEAR.findall(question)))
+    years = sorted(set(YEAR.findall(question)))
     if len(years) >= 2 and _COMPARE.search(question) and op in ("latest", "first", "on_date", "all", "change"):
         if op != "change" or not (out.get("start") and out.get("end")):
             out["op"], out["start"], out["end"] = "change", years[0], years[-1]
@@ -108,14 +108,9 @@ def notes_topic(what: str, question: str) -> str | None:
 def demographic_word(question: str) -> str | None:
     """The demographic word of a question that asks only about the patient ("How old is he?" -> "age"), else
     None (a question that also names a record, "age at the asthma diagnosis", is not one)."""
-    m = _DEMOGRAPHIC.search(question)
-    if not m:
+    if not about_the_patient(question):
         return None
-    rest = [w for w in named_words(question) if not _DEMOGRAPHIC.fullmatch(w) and w not in ("old", "how", "patient")
-            and not re.fullmatch(r"[\d-]+", w)]
-    if rest:
-        return None
-    return "age" if re.search(r"\b(old|age|aged)\b", question, re.I) else m.group(1).lower()
+    return "age" if re.search(r"\b(old|age|aged)\b", question, re.I) else _DEMOGRAPHIC.search(question).group(1).lower()
 
 
 def align_count_args(args: dict, question: str, resolves: Callable[[str], bool] | None = None) -> dict:

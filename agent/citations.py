@@ -424,7 +424,8 @@ def suggest_refs(sentence: str, evidence: dict[str, str], limit: int = 3) -> lis
     return out
 
 
-_GRAMMAR = frozenset("""the a an and or of to in on at for with from by as is was were are be been has have had
+#: words that say how, not what (shared with the note check of agent.claims)
+GRAMMAR_WORDS = frozenset("""the a an and or of to in on at for with from by as is was were are be been has have had
 his her their its he she they patient patients this that it per notes note according says said record also""".split())
 _NEGATION = re.compile(r"\b(not|no|never|none|nothing|without|neither|nor|n't|cannot)\b", re.I)
 
@@ -440,7 +441,7 @@ def _worded_refs(sentence: str, evidence: dict[str, str], limit: int) -> list[st
     body = _LIST_MARK.sub(" ", _strip_citations(sentence))
     if _NEGATION.search(body):
         return []
-    want = {stem(w) for w in words(body) if w not in _GRAMMAR and len(w) > 1}
+    want = {stem(w) for w in words(body) if w not in GRAMMAR_WORDS and len(w) > 1}
     if len(want) < 2:
         return []
     out = []

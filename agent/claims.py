@@ -34,9 +34,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ehr_agent.agent.align import ASKS_NOW
+from ehr_agent.agent.citations import GRAMMAR_WORDS, extract_values
 from ehr_agent.tools import vocabulary as vocab
-from ehr_agent.tools.facts import _DEMOGRAPHIC, Lookup, LookupArgs, _concept_field, _end_date, _status, age_between, \
-    guess_kind, numeric_value, ref_of, value_text, written_dates
+from ehr_agent.tools.facts import Lookup, LookupArgs, _concept_field, _end_date, _status, about_the_patient, \
+    age_between, guess_kind, numeric_value, ref_of, value_text, written_dates
 from ehr_agent.tools.patient_tools import note_chunks
 from ehr_agent.tools.retrieval.projections import concept_display
 from ehr_agent.tools.store.base import StoreError
@@ -58,7 +60,6 @@ FIRST_ASKED = re.compile(r"\b(first|earliest|initial|initially|since when|how lo
 ACTIVE = re.compile(r"\b(currently|still|is on|is taking|remains on|active|ongoing)\b", _I)
 _ASKS_AGE = re.compile(r"\b(how old|what age|at what age|age (?:at|when|of onset))\b", _I)
 _SAYS_AGE = re.compile(r"\b\d{1,3}\s*(?:years?|yrs?|y/?o)\b|\b(?:was|is|were|aged?) \d{1,3}(?![\d.,])(?!\s*(?:%|mg|kg|cm|mm|/|[a-z]))", _I)
-ASKS_ACTIVE = re.compile(r"\b(right now|currently|current|at present|presently|these days|still|active|ongoing)\b", _I)
 _ACTIVE_TYPES = ("Condition", "MedicationRequest", "CarePlan", "AllergyIntolerance")
 NOT_ACTIVE = re.compile(r"\b(no longer|not active|inactive|resolved|stopped|discontinued|ended|not currently)\b", _I)
 NEGATED = re.compile(r"\b(not|no|never|none|nothing|without|n't)\b", _I)
@@ -310,8 +311,6 @@ class ClaimChecker:
     def _asked_day(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
         """A question about one day ("on Jul 17 2016") answered with rows of other days only is no answer to
         it, however true those rows are."""
-        from ehr_agent.agent.citations import extract_values
-
         if not events or re.search(r"\b(between|from\b.+\b(?:to|until|till|through)|since|after|before|until|as of)\b",
                                    self.question, _I):
             return None
@@ -514,7 +513,7 @@ class ClaimChecker:
         """The record types whose active records the question asks for ("on right now", "currently
         active"), or () when it asks no such thing or names a day of its own."""
         q = self.question
-        if not ASKS_ACTIVE.search(q) or written_dates(q) or _YEAR.search(q):
+        if not ASKS_NOW.search(q) or written_dates(q) or _YEAR.search(q):
             return ()
         types = vocab.KIND_TYPES.get(guess_kind(q), ())
         return tuple(t for t in types if t in _ACTIVE_TYPES)
@@ -545,9 +544,7 @@ class ClaimChecker:
             if answer_cites or refs or re.search(r"\b(else|other|further|additional|more)\b", body, _I):
                 return None
             thing = self.question
-            if _DEMOGRAPHIC.search(thing) and not [w for w in vocab.named_words(thing)
-                                                   if not _DEMOGRAPHIC.fullmatch(w) and w not in ("old", "how", "patient")
-                                                   and not re.fullmatch(r"[\d-]+", w)]:
+            if about_the_patient(thing):
                 # Sex, birth, death, age: the Patient resource holds them.
                 patient = self.s.patient()
                 row = self.s.row(patient)
@@ -576,7 +573,7 @@ class ClaimChecker:
         if not strong:
             return None
         res = [r for r in res if self._day(r) and _in(self._day(r), start, end)]
-        if ASKS_ACTIVE.search(f"{body} {self.question}") or re.search(r"\bnow\b", f"{body} {self.question}", _I):
+        if ASKS_NOW.search(f"{body} {self.question}") or re.search(r"\bnow\b", f"{body} {self.question}", _I):
             # "no active medication orders" is about what is active, not about every order ever written.
             res = [r for r in res if _status(r) in ("active", "on-hold", "recurrence", "relapse") and not _end_date(r)]
         if not res:
@@ -587,10 +584,10 @@ class ClaimChecker:
                             f"the record does hold {strong[0].concept.display}: {names}", self._ev(shown))
 
 
-_NOTE_GRAMMAR = frozenset("""the and for with from that this these those which who whom what when where was were are
-has have had his her their its him them she they patient patients note notes noted according per says said
-mentions mentioned mention states stated indicates indicated shows showed documented describes described record
-recorded chart also not any been being into onto about than then there here""".split())
+# Beyond grammar, the words a sentence uses to say that a note says something.
+_NOTE_GRAMMAR = GRAMMAR_WORDS | frozenset("""about any being chart described describes documented here him indicated
+indicates into mention mentioned mentions not noted onto recorded showed shows stated states than them then there
+these those what when where which who whom""".split())
 
 
 def _near(stem: str, stems: set[str]) -> bool:

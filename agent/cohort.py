@@ -88,11 +88,6 @@ class CohortMode:
         return ctx.sessions.get(key, store, lambda: CohortSession(store, max_rows=s.max_rows,
                                                                    max_chars=s.max_tool_chars))
 
-    def question_names(self, call: dict[str, Any], state: AgentState, ctx: EHRContext) -> bool:
-        """``cohort_count``'s ``what`` is already held to the question's phrase (align), and its answer is
-        re-counted by the check."""
-        return True
-
     def first_call_tools(self, settings: AgentSettings) -> tuple[str, ...]:
         """The constrained first turn of a cohort question is the answer-shaped count."""
         return ("cohort_count",)
@@ -150,8 +145,10 @@ class CohortMode:
             report = report.model_copy(update={"marked_answer": honest})
         return {"report": report.model_dump(), "route": route_to, "draft": draft}
 
-    def compose(self, state: AgentState, ctx: EHRContext) -> tuple[str, CitationReport] | None:
-        """The count tool's ``Answer:`` sentence for the last count that ran, if re-running it agrees."""
+    def compose(self, state: AgentState, ctx: EHRContext, every_call: bool = False) -> tuple[str, CitationReport] | None:
+        """The count tool's ``Answer:`` sentence for the last count that ran, if re-running it agrees
+        (``every_call`` changes nothing: ``cohort_count``'s ``what`` is held to the question's phrase by align,
+        and the check re-counts)."""
         if not ctx.agent_settings.answer_from_tools:
             return None
         ran = [k for k in state.get("evidence") or {} if is_query_key(k)]

@@ -75,6 +75,13 @@ def _date_values(values: list[str]) -> tuple[set[str], set[str]]:
     return dates, nums
 
 
+def _bounded_to(values: list[str], year: str) -> bool:
+    """Whether date search values (``2019``, ``ge2019-01-01``...) keep a count within ``year``: that year, or
+    a lower and an upper bound in it."""
+    return any(v.startswith(year) for v in values) or (
+        any(re.match(rf"(ge|gt){year}", v) for v in values) and any(re.match(rf"(le|lt){year}", v) for v in values))
+
+
 def check_cohort_answer(
     answer: str,
     *,
@@ -93,6 +100,7 @@ def check_cohort_answer(
     evidence = evidence or {}
     ran_canon = {c for c in (_safe_canon(k) for k in ran) if c}
     free_dates, free_nums = _numbers(question)
+    year = one_year(question)
     counts: dict[str, int | str] = {}
 
     def count_of(key: str) -> int | str:
@@ -146,11 +154,7 @@ def check_cohort_answer(
                 # counted in 2010 only): a true count of another question.
                 claim.reasons.append(f"[{q}] counts only {', '.join(query_dates(params))}, but the question asks "
                                      "about no period; count without a date")
-            year = one_year(question)
-            bounded = any(v.startswith(year or "-") for v in clinical) or (
-                any(re.match(rf"(ge|gt){year}", v) for v in clinical) and any(re.match(rf"(le|lt){year}", v)
-                                                                             for v in clinical))
-            if year and clinical and not bounded:
+            if year and clinical and not _bounded_to(clinical, year):
                 # "stays that started in 2019" counted from 2019 on (date=ge2019): another question's count.
                 claim.reasons.append(f"[{q}] counts date={', '.join(clinical)}, but the question asks about "
                                      f"{year}; count that year (start and end {year})")

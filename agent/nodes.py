@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import date
 from collections.abc import Callable
+from datetime import date
 from typing import Any, Protocol
 
 from langchain_core.messages import BaseMessage
@@ -103,18 +103,14 @@ class GraphMode(Protocol):
         """The user turn that sends the check's findings back to the model."""
         ...
 
-    def compose(self, state: AgentState, ctx: EHRContext) -> tuple[str, CitationReport] | None:
+    def compose(self, state: AgentState, ctx: EHRContext, every_call: bool = False) -> tuple[str, CitationReport] | None:
         """An answer written from the tools' own computed sentences of this question, with its passing check;
-        None when there is none or it does not pass (``answer_from_tools``)."""
+        None when there is none or it does not pass (``answer_from_tools``). ``every_call``: None unless every
+        call's sentence can be used (the direct answer must answer all the question asked)."""
         ...
 
     def first_call_tools(self, settings: AgentSettings) -> tuple[str, ...]:
         """Tools the constrained first turn may call."""
-        ...
-
-    def question_names(self, call: dict[str, Any], state: AgentState, ctx: EHRContext) -> bool:
-        """Whether the question itself names what a tool call of the first round resolved to (a direct answer
-        is given only then)."""
         ...
 
     def prepare_calls(self, calls: list[ToolCall], state: AgentState, ctx: EHRContext) -> list[ToolCall]:
@@ -145,7 +141,7 @@ class PatientMode:
     def first_call_tools(self, settings: AgentSettings) -> tuple[str, ...]:
         return tuple(settings.first_call_tools)
 
-    def question_names(self, call: dict[str, Any], state: AgentState, ctx: EHRContext) -> bool:
+    def _question_names(self, call: dict[str, Any], state: AgentState, ctx: EHRContext) -> bool:
         """``lookup``'s resolved concept is one the question names firmly (PatientSession.question_names)."""
         if call.get("name") != "lookup":
             return False
@@ -266,12 +262,14 @@ class PatientMode:
             out["evidence"] = {**evidence, **report.claim_evidence}
         return out
 
-    def compose(self, state: AgentState, ctx: EHRContext) -> tuple[str, CitationReport] | None:
+    def compose(self, state: AgentState, ctx: EHRContext, every_call: bool = False) -> tuple[str, CitationReport] | None:
         """lookup's ``Answer:`` sentences of this question, if they pass the citation and claim checks."""
         if not ctx.agent_settings.answer_from_tools:
             return None
         calls = [e for e in state.get("tool_log") or [] if not e.get("prefetch")]
-        named = [self.question_names(e, state, ctx) for e in calls]
+        named = [self._question_names(e, state, ctx) for e in calls]
+        if every_call and not all(named):
+            return None
         # Only the sentences of calls whose concept the question names: a sentence about what the model's
         # words happened to match ("low" -> LDL) answers another question, however true it is.
         lines = lookup_answers(state.get("messages") or [],
@@ -457,7 +455,7 @@ class AgentNodes:
         half of a question's time on two cores) and sometimes wrongly. Anything the checks refuse goes back
         to the model as before."""
         ctx = self.context(runtime)
-        found = self.mode.compose(state, ctx)
+        found = self.mode.compose(state, ctx, every_call=True)
         if not found:
             return {"route": "agent"}
         text, report = found
@@ -516,23 +514,19 @@ class AgentNodes:
             return "limit"
         settings = self.context(runtime).agent_settings
         if settings.answer_direct and settings.answer_from_tools and int(state.get("steps") or 0) == 1 and n \
-                and self._round_answered(state, n, runtime):
-            return "direct"
+                and self._round_answered(state, n):
+            return "direct"  # which then checks that the question names what each call found
         return "agent"
 
-    def _round_answered(self, state: AgentState, n: int, runtime: Runtime[EHRContext]) -> bool:
-        """Whether each of the last ``n`` tool results is from an answer-shaped tool, states an answer, and
-        answers what the question names."""
+    def _round_answered(self, state: AgentState, n: int) -> bool:
+        """Whether each of the last ``n`` tool results is from an answer-shaped tool and states an answer."""
         results = [m for m in state.get("messages") or [] if getattr(m, "type", "") == "tool"][-n:]
         # An answer that only names a note ("The latest History and physical note, on ...") is not what a
         # question about the note's contents asks: the model reads the note instead.
-        calls = (state.get("tool_log") or [])[-n:]
-        ctx = self.context(runtime)
         return len(results) == n and all(getattr(m, "name", "") in self.mode.direct_tools
                                           and _ANSWER_LINE.search(str(m.content))
                                           and not _NOTE_CITED.search(" ".join(_ANSWER_LINE.findall(str(m.content))))
-                                          for m in results) \
-            and all(self.mode.question_names(c, state, ctx) for c in calls)
+                                          for m in results)
 
     # ---- helpers --------------------------------------------------------------------------------
     def _result(self, state: AgentState, **kw: Any) -> AnswerResult:

@@ -78,14 +78,15 @@ def written_dates(text: str) -> list[str]:
     return out
 
 
-_ONE_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+#: a year as questions write it
+YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 _OPEN_RANGE = re.compile(r"\b(since|after|before|until|till|through|from|between|up to|prior to|by)\b", re.I)
 
 
 def one_year(question: str) -> str | None:
     """The year a question is about when it names exactly one and no open range ("in 2019", "during 2019"),
     else None."""
-    years = set(_ONE_YEAR.findall(question or ""))
+    years = set(YEAR.findall(question or ""))
     if len(years) != 1 or _OPEN_RANGE.search(question) or written_dates(question):
         return None
     return years.pop()
@@ -129,6 +130,8 @@ class Fact(BaseModel):
     concepts: list[str] = Field(default_factory=list)
     #: computed value -> the references that prove it (see ToolOutput.proofs)
     proofs: dict[str, list[str]] = Field(default_factory=dict)
+    #: ``what`` matched only by a few words of longer names (:func:`vocabulary.weak_match`)
+    weak: bool = False
 
 
 # Words in ``what`` that hint at a kind of record when the model left ``kind`` at "any".
@@ -154,6 +157,14 @@ def guess_kind(what: str) -> str:
 _DEMOGRAPHIC = re.compile(r"\b(sex|gender|male|female|man|woman|boy|girl|born|birth\w*|birthday|die|died|death|dead|"
                           r"deceased|alive|age|how old|race|ethnicity|ethnic|marital|married|language|speaks?|"
                           r"address|lives?|city|state|name|demographics?)\b", re.I)
+
+def about_the_patient(text: str) -> bool:
+    """Whether ``text`` asks about the patient alone (sex, birth, death, age, address...), naming nothing of
+    the record besides ("How old was she on 1963-12-01?", not "age at the asthma diagnosis")."""
+    return bool(_DEMOGRAPHIC.search(text)) and not [
+        w for w in vocab.named_words(text) if not _DEMOGRAPHIC.fullmatch(w) and w not in ("old", "how", "patient")
+        and not re.fullmatch(r"[\d-]+", w)]
+
 
 _REF_LIMIT = 12  # citations listed per line before "and N more"
 
@@ -453,6 +464,7 @@ class Lookup:
         fact = fn(a, res, start, end)
         fact.text = f"{head} -> matched {matched}\n{fact.text}"
         fact.concepts = labels
+        fact.weak = all(vocab.weak_match(m) for m in matches)
         return fact
 
     # ---- helpers ---------------------------------------------------------------------------------

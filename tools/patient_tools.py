@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from ehr_agent.tools import calculator
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.dispatch import dispatch_tool
-from ehr_agent.tools.facts import Lookup, LookupArgs
+from ehr_agent.tools.facts import _DEMOGRAPHIC, Lookup, LookupArgs
 from ehr_agent.tools.record_cache import DEFAULT_RECORD_CACHE, PatientRecord, RecordCache, data_version_of
 from ehr_agent.tools.retrieval.errors import RetrievalError
 from ehr_agent.tools.retrieval.lexical import LexicalIndex
@@ -590,19 +590,12 @@ class PatientSession:
                 return ToolOutput(text="\n".join(same.values()), evidence=same)
         return self.search_record(RecordSearchArgs(query=what, k=4))
 
-    def _weak_match(self, a: LookupArgs) -> bool:
-        """Whether ``a.what`` matched only by a few words of longer names (no lay name, code or whole name)."""
-        matches, _, _ = self._lookup.resolve(a)
-        return bool(matches) and all(vocab.weak_match(m) for m in matches)
-
     def question_names(self, a: LookupArgs, question: str) -> bool:
         """Whether ``question`` itself names what ``lookup`` resolved ``a.what`` to, firmly: a lay name, a code,
         a name written out, the whole kind, or most of a name's words (one word of four is not enough:
         "low" in "described as low, middle or high" is no question about Low Density Lipoprotein).
 
         A computed answer stands in for the model's own only when this holds (the graph's direct answer)."""
-        from ehr_agent.tools.facts import _DEMOGRAPHIC
-
         self._sync()
         if _DEMOGRAPHIC.search(a.what) and _DEMOGRAPHIC.search(question):
             return True  # answered from the Patient resource
@@ -618,7 +611,7 @@ class PatientSession:
     def lookup(self, a: LookupArgs) -> ToolOutput:
         """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer."""
         fact = self._lookup(a)
-        if fact.evidence and a.op != "exists" and self._weak_match(a):
+        if fact.evidence and a.op != "exists" and fact.weak:
             # One word of a longer name ("education" of "Lifestyle education regarding hypertension"): the
             # notes may be what was meant, so their mentions come with the computed answer.
             found = self._notes_about(a.what, a.date)

@@ -29,6 +29,9 @@ from pydantic import BaseModel, Field
 
 from ehr_agent.agent.citations import check_answer, cited_refs
 from ehr_agent.agent.claims import ClaimChecker
+from ehr_agent.agent.cohort import is_query_key
+from ehr_agent.agent.cohort_citations import check_cohort_answer
+from ehr_agent.tools.cohort_tools import CohortSession
 from ehr_agent.tools.facts import ref_of
 from ehr_agent.tools.patient_tools import PatientSession, note_chunks
 from ehr_agent.tools.store.base import StoreError
@@ -123,10 +126,6 @@ def recheck_cohort(store: Any, *, question: str, answer: str, evidence_refs: lis
                    old: tuple[bool, list[str], list[str]]) -> Recheck:
     """The cohort check on a stored cohort answer: its cited queries must be among those the run made
     (``evidence_refs``), and running them again on the store must give the numbers stated."""
-    from ehr_agent.agent.cohort import is_query_key
-    from ehr_agent.agent.cohort_citations import check_cohort_answer
-    from ehr_agent.tools.cohort_tools import CohortSession
-
     text = strip_marks(answer)
     if any(not is_query_key(r) for r in cited_refs(text)):
         # Rows cited beside the counts were read through tools whose text the log keeps only in part.
