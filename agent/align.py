@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from ehr_agent.agent.cohort_answer import choose_what
 from ehr_agent.tools.facts import YEAR, _DEMOGRAPHIC, about_the_patient, one_year, written_dates
+from ehr_agent.tools.note_facts import names_note_topic, topic_stems
+from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.vocabulary import named_words, noun_phrases
 
 # "from" alone is not a range ("his trigs from Apr 9 2016" is that day's reading); "from X to Y" is.
@@ -37,21 +39,38 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
                       written_name: str | None = None) -> dict:
     """``lookup`` arguments with what the question states: a comparison between two years ("2014 vs 2017:
     higher or lower?") is ``change`` from the first to the last; ``latest``/``first`` asked about one stated
-    day (and no range) become ``on_date`` that day; ``on_date`` without a date takes the question's."""
+    day (and no range) become ``on_date`` that day; ``on_date`` without a date takes the question's; a topic
+    the notes write about replaces a ``what`` that names nothing the question asks (:func:`_not_the_thing`),
+    and a question about what the notes say reads the notes first (``kind`` "note")."""
     out = dict(args)
     op = out.get("op")
     what = out.get("what") if isinstance(out.get("what"), str) else ""
     mine = set(re.findall(r"[a-z0-9]+", what.lower()))
-    if written_name and mine and mine <= set(re.findall(r"[a-z0-9]+", written_name.lower())):
+    subject = note_subject(question)
+    on_subject = bool(subject and topic_stems(what) & topic_stems(subject))
+    if on_subject:
+        pass  # the model named the topic the notes write about ("education" for "how far in school")
+    elif written_name and mine and mine <= set(re.findall(r"[a-z0-9]+", written_name.lower())):
         # The question writes out a name of the record in full and the model passed part of it ("BMI" for
         # "Body mass index (BMI) [Percentile] Per age and gender"): the full name says which series.
         out["what"] = written_name
-    elif resolves is not None and what:
-        out["what"] = choose_what(what, question, resolves)
+    elif resolves is not None and what and not subject:
+        # (With a notes topic in the question, the phrase that "resolves" is often the notes themselves; the
+        # rules below hold ``what`` to the question instead.)
+        out["what"] = what = choose_what(what, question, resolves)
     topic = notes_topic(what, question)
     if topic:
         # lookup "notes" answers with the notes' names and dates; what the question asks of them is the topic.
         out["what"] = what = topic
+    if subject and not on_subject and _not_the_thing(what, question):
+        # "Is her socioeconomic background described as low, middle or high?" with what="low" (one of the
+        # options offered), "What brought him in on 2014-02-14?" with what="admission" (a word the question
+        # does not use): the question's topic, one the notes write about, is what is asked.
+        out["what"] = what = subject
+    if (topic or subject) and _NOTES_ASKED.search(question):
+        # The question asks what the notes say: the notes' statements answer before any coded record that
+        # shares a word ("symptoms" is also an "Encounter for symptom").
+        out["kind"] = "note"
     asked = demographic_word(question)
     if asked and not _DEMOGRAPHIC.search(out.get("what") or ""):
         # "How old is the patient?" is answered by the Patient resource, whatever the model put in `what`
@@ -83,15 +102,42 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         return out
     days = written_dates(question)
     if len(days) == 1 and not _RANGE_WORDS.search(question) and len(days[0]) >= 7:
-        if op in ("latest", "first") or (op == "on_date" and not out.get("date")):
+        # ("What brought him in on 2014-02-14?" asked as exists or list: that day's note, not every note.)
+        if op in ("latest", "first") or (op == "on_date" and not out.get("date")) or (
+                subject and op in ("exists", "list", "all") and len(days[0]) >= 10):
             out["op"], out["date"] = "on_date", days[0]
             out.pop("start", None)
             out.pop("end", None)
     return out
 
 
-_NOTE_WORDS = frozenset("note notes clinical progress documentation documented chart say says said according "
+_NOTE_WORDS = frozenset("note notes clinical progress documentation documented chart say says said according per written "
                         "mention mentions mentioned describe described".split())
+
+
+_NOTES_ASKED = re.compile(r"\b(notes?|charted|documented|documentation|chart says|according to (?:the|her|his|their) "
+                          r"(?:chart|record|file))\b", re.I)
+
+
+_OPTIONS = re.compile(r"\b[\w-]+(?:\s*,\s*[\w-]+)*,?\s+or\s+[\w-]+\b", re.I)
+
+
+def _not_the_thing(what: str, question: str) -> bool:
+    """Whether the model's ``what`` names no thing the question asks about: no word of the question's own,
+    only words that point at the notes, or one of the options the question offers ("low, middle or high")."""
+    mine = vocab.content_stems(what) - {vocab.stem(w) for w in _NOTE_WORDS}
+    if not mine:
+        return True
+    options = {vocab.stem(w) for m in _OPTIONS.finditer(question) for w in vocab.words(m.group(0)) if w != "or"}
+    return not (mine & vocab.content_stems(question)) or mine <= options
+
+
+def note_subject(question: str) -> str | None:
+    """The question's phrase that names a topic the notes write about in their own words (education, income,
+    complaints, smoking: :func:`tools.note_facts.names_note_topic`), the longest such phrase; else None."""
+    runs = [" ".join(w for w in run if w not in _NOTE_WORDS) for run in noun_phrases(question)]
+    runs = [r for r in runs if r and names_note_topic(r)]
+    return max(runs, key=len) if runs else None
 
 
 def notes_topic(what: str, question: str) -> str | None:

@@ -12,7 +12,8 @@ first       "first / earliest / started": no earlier record of the same concept 
 count       "3 doses", "twice", "5 visits in 2016": the number of records of the cited concept(s) in the
             stated window equals the number
 absence     "no record of X", "not in the record", "no allergies": a search for X (code, display words,
-            lay names) finds nothing before as-of in the window the question or sentence names
+            lay names) finds nothing before as-of in the window the question or sentence names, and no note
+            states it when the notes write about the topic (complaints, education: tools.note_facts)
 concept     the thing the sentence names ("A1c", "BMI") is what the cited row measures (a glucose row
             does not back an A1c claim; a BMI-percentile row does not back a BMI claim)
 direction   "rose / fell / went up / stable": the first and last readings of the cited concept in the
@@ -37,6 +38,7 @@ from typing import Any
 from ehr_agent.agent.align import ASKS_NOW
 from ehr_agent.agent.citations import GRAMMAR_WORDS, extract_values
 from ehr_agent.tools import vocabulary as vocab
+from ehr_agent.tools.note_facts import beyond_topic, names_note_topic
 from ehr_agent.tools.facts import Lookup, LookupArgs, _concept_field, _end_date, _status, about_the_patient, \
     age_between, guess_kind, numeric_value, ref_of, value_text, written_dates
 from ehr_agent.tools.patient_tools import note_chunks
@@ -562,6 +564,21 @@ class ClaimChecker:
             day = _DAY.search(body)
             if day and start is None and end is None:
                 start = end = day.group(1)
+        if names_note_topic(thing) and hasattr(self.s, "notes_say"):
+            # A topic only the notes write about (a visit's complaints, education): their statements say
+            # whether the record holds it.
+            # The thing asked about among the notes' complaints ("tingling") must be what they state, not
+            # any complaint.
+            topic = beyond_topic(thing) or thing
+            said = (self.s.notes_say(topic, day=start) if start and start == end and len(start) >= 10
+                    else self.s.notes_say(topic, start=start, end=end))
+            if said:
+                first = said[0]
+                return ClaimFailure("absence", "the notes state it", f"the note of {first.day} states: {first.text}",
+                                    {first.ref: first.row or first.text})
+            if topic == thing:
+                return None  # the topic itself, which no note states (the notes' own names are not it)
+            thing = topic  # the coded record is searched for the thing, not for "notes" or "complaints"
         # Diagnoses, drugs, vaccines and allergies first (as a yes/no question resolves), then measurements.
         matches, res, _ = self.lookup.resolve(LookupArgs(op="exists", what=thing[:200], start=start, end=end))
         if not matches:
@@ -587,7 +604,7 @@ class ClaimChecker:
 # Beyond grammar, the words a sentence uses to say that a note says something.
 _NOTE_GRAMMAR = GRAMMAR_WORDS | frozenset("""about any being chart described describes documented here him indicated
 indicates into mention mentioned mentions not noted onto recorded showed shows stated states than them then there
-these those what when where which who whom""".split())
+these those what when where which who whom under earlier""".split())
 
 
 def _near(stem: str, stems: set[str]) -> bool:

@@ -299,7 +299,7 @@ class PatientMode:
 
 
 _ANSWER_LINE = re.compile(r"^Answer: (.+)$", re.M)
-_NOTE_CITED = re.compile(r"\[(?:DiagnosticReport|DocumentReference)/")
+_NOTE_CITED = re.compile(r"\[(?:DiagnosticReport|DocumentReference)/[^\]#]+\]")
 
 
 def lookup_answers(messages: list, keep: Callable[[int], bool] = lambda i: True) -> list[str]:
@@ -521,8 +521,9 @@ class AgentNodes:
     def _round_answered(self, state: AgentState, n: int) -> bool:
         """Whether each of the last ``n`` tool results is from an answer-shaped tool and states an answer."""
         results = [m for m in state.get("messages") or [] if getattr(m, "type", "") == "tool"][-n:]
-        # An answer that only names a note ("The latest History and physical note, on ...") is not what a
-        # question about the note's contents asks: the model reads the note instead.
+        # An answer that only names a note ("The latest History and physical note, on ...", citing the whole
+        # note) is not what a question about the note's contents asks: the model reads the note instead. What
+        # a note states (lookup's statements, citing the chunk #n that says it) is.
         return len(results) == n and all(getattr(m, "name", "") in self.mode.direct_tools
                                           and _ANSWER_LINE.search(str(m.content))
                                           and not _NOTE_CITED.search(" ".join(_ANSWER_LINE.findall(str(m.content))))

@@ -245,7 +245,9 @@ def test_no_direct_answer_when_the_question_does_not_name_what_the_lookup_found(
     pid = next(p["id"] for p in blaze_store.search_all("Patient", {"_count": "200"})
                if "matched Low Density Lipoprotein" in PatientSession(blaze_store, p["id"]).call("lookup", args).text)
     call = "```tool_call\n" + json.dumps({"tool": "lookup", "arguments": args}) + "\n```"
-    q = "Is the patient's socioeconomic background described as low, middle or high?"
+    # (A topic the notes write about, "socioeconomic background", is now read from the notes instead: see
+    # tests/test_note_facts.py. Here the question names no such topic.)
+    q = "Was the patient's overall risk described as low, middle or high?"
     r = answer(blaze_store, pid, q, model=ScriptedModel([call, "Not in the record."]))
     assert r.steps == 2 and "Lipoprotein" not in r.answer, r
     r = answer(blaze_store, pid, "What was the patient's last LDL?", model=ScriptedModel([call, "Not in the record."]))

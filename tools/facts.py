@@ -27,7 +27,8 @@ from ehr_agent.tools.retrieval.projections import Row, concept_display, render_q
 from ehr_agent.tools.scope import ref_of
 
 Op = Literal["latest", "first", "on_date", "count", "change", "exists", "active_on", "list", "age_at", "ended", "all"]
-Kind = Literal["lab", "condition", "medication", "vaccine", "procedure", "visit", "allergy", "careplan", "any"]
+#: "note": what the clinical notes' text states (tools.note_facts), before any coded record
+Kind = Literal["lab", "condition", "medication", "vaccine", "procedure", "visit", "allergy", "careplan", "note", "any"]
 
 
 _MONTHS = {m: i for i, names in enumerate((

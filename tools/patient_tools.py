@@ -25,9 +25,10 @@ from datetime import date
 from typing import Any, ClassVar
 
 from ehr_agent.tools import calculator
+from ehr_agent.tools import note_facts
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.dispatch import dispatch_tool
-from ehr_agent.tools.facts import _DEMOGRAPHIC, Lookup, LookupArgs
+from ehr_agent.tools.facts import _DEMOGRAPHIC, Fact, Lookup, LookupArgs
 from ehr_agent.tools.record_cache import DEFAULT_RECORD_CACHE, PatientRecord, RecordCache, data_version_of
 from ehr_agent.tools.retrieval.errors import RetrievalError
 from ehr_agent.tools.retrieval.lexical import LexicalIndex
@@ -81,6 +82,7 @@ def note_chunks(resource: dict) -> list[tuple[str, str]]:
 
 
 _WORD = re.compile(r"[a-z0-9]+")
+_YES_NO = re.compile(r"\s*(is|are|was|were|did|does|do|has|have|had|any)\b", re.I)
 
 
 def _words(text: str) -> set[str]:
@@ -143,6 +145,7 @@ class PatientSession:
         self.scope = PatientScope(store, patient_id, self._cache)
         self._by_type: dict[str, list[dict]] = {}
         self._patient: dict | None = None
+        self._statements: list[note_facts.Statement] | None = None
         self._lookup = Lookup(self)
         self._sync()
         self._tools: dict[str, Tool] = {
@@ -181,6 +184,7 @@ class PatientSession:
             self.scope = PatientScope(self.store, self.patient_id, self._cache)
             self._by_type = {}
             self._patient = None
+            self._statements = None
             self._lookup = Lookup(self)
         return self._cache
 
@@ -488,8 +492,17 @@ class PatientSession:
         """Hybrid (semantic + keyword) search over the record and its notes."""
         from ehr_agent.tools.vocabulary import expand_note_query
 
+        stated = self._stated(a.query, a.since) if note_facts.names_note_topic(a.query) else None
         a = a.model_copy(update={"query": expand_note_query(a.query)})
         out = self._search(a)
+        if stated:
+            # The sentences the notes state about the topic come first, each with its chunk: a small model
+            # given whole chunks picks the wrong sentence of them.
+            head, _, rest = out.text.partition("\n")
+            lines = [f"{s.day}: {s.text} [{s.ref}]" for s in stated]
+            return ToolOutput(text="What the clinical notes state about it:\n" + "\n".join(lines)
+                                   + f"\n{head}\n{rest}".rstrip(),
+                              evidence={**{s.ref: s.row for s in stated}, **out.evidence})
         if not out.evidence and (a.types or a.since):
             # A small model narrows to the wrong types ("careplan" for what only the notes say): nothing there
             # is no answer, so the same words are searched across the whole record.
@@ -590,15 +603,73 @@ class PatientSession:
                 return ToolOutput(text="\n".join(same.values()), evidence=same)
         return self.search_record(RecordSearchArgs(query=what, k=4))
 
+    # ---- what the notes state (tools.note_facts) -----------------------------------------------------
+    def note_statements(self) -> list[note_facts.Statement]:
+        """Every statement of the patient's visible clinical notes, newest note first (kept with the session)."""
+        self._sync()
+        if self._statements is None:
+            self._statements = [st for d in self.of_type("DocumentReference")
+                                for st in note_facts.statements(_note_chunks(d)[0])]
+        return self._statements
+
+    def notes_say(self, what: str, *, day: str | None = None, start: str | None = None,
+                  end: str | None = None) -> list[note_facts.Statement]:
+        """The statements of the notes about ``what`` (:func:`tools.note_facts.about`), newest first."""
+        return note_facts.about(self.note_statements(), what, day=day, start=start, end=end)
+
+    def _stated(self, query: str, since: str | None, limit: int = 6) -> list[note_facts.Statement]:
+        """search_record's note statements: those of the ``since`` day first, when it is a whole day."""
+        day = since[:10] if since and len(since) >= 10 else None
+        hits = (self.notes_say(query, day=day) if day else []) or self.notes_say(query, start=since)
+        return hits[:limit]
+
+    @staticmethod
+    def _note_day(a: LookupArgs) -> str | None:
+        return a.date[:10] if a.date and len(a.date) >= 10 and a.op in ("on_date", "active_on", "all", "list") else None
+
+    def _note_answer(self, a: LookupArgs, fact: Fact) -> ToolOutput | None:
+        """``lookup``'s answer from what the notes state, when no coded record is named firmly by ``what``
+        (education, income, a visit's complaints live only in the notes' text); None when no note says it."""
+        day = self._note_day(a)
+        if fact.evidence and not fact.weak and a.kind != "note":
+            # A coded record the words name firmly answers, unless the day asked has none of it and the notes
+            # of that day say something ("symptoms on 2020-02-14": no "Encounter for symptom" that day).
+            if not day or any(v.startswith(day) for v in fact.evidence.values()):
+                return None
+        if a.op == "exists" and fact.evidence and a.kind != "note":
+            return None
+        hits = self.notes_say(a.what, day=day, start=a.start, end=a.end)
+        if not hits:
+            return None
+        line, cited = note_facts.answer(hits, a.op)
+        if a.op == "exists":
+            line = "Yes. " + line
+        text = (f"lookup {a.op} '{a.what}' -> what the clinical notes state\nAnswer: {line}\n"
+                f"Statements of the notes about it (count of notes, days):\n{note_facts.summary(hits)}")
+        evidence = dict(cited)
+        if fact.evidence:
+            # Coded rows that share only a word with ``what``: shown, but not as an answer.
+            coded = "\n".join(ln.removeprefix("Answer: ") for ln in fact.text.splitlines()[1:])
+            text += "\nCoded records that share a word with it (not what the notes say):\n" + coded
+            evidence.update(fact.evidence)
+        return ToolOutput(text=text, evidence=evidence)
+
     def question_names(self, a: LookupArgs, question: str) -> bool:
         """Whether ``question`` itself names what ``lookup`` resolved ``a.what`` to, firmly: a lay name, a code,
         a name written out, the whole kind, or most of a name's words (one word of four is not enough:
-        "low" in "described as low, middle or high" is no question about Low Density Lipoprotein).
+        "low" in "described as low, middle or high" is no question about Low Density Lipoprotein). An answer
+        from the notes' statements needs the question to ask about the same topic (its words or the words
+        notes use for it: "school" for a note's "some college courses").
 
         A computed answer stands in for the model's own only when this holds (the graph's direct answer)."""
         self._sync()
         if _DEMOGRAPHIC.search(a.what) and _DEMOGRAPHIC.search(question):
             return True  # answered from the Patient resource
+        fact = self._lookup(a)
+        if self._note_answer(a, fact) is not None:
+            if _YES_NO.match(question) and " or " not in question and a.op != "exists":
+                return False  # "Is X ever listed among her complaints?" is not answered by quoting the list
+            return bool(note_facts.topic_stems(a.what) & note_facts.topic_stems(question))
         mine, _, _ = self._lookup.resolve(a)
         if not mine:
             # Nothing matched ("No, the record has no Allergy to eggs"): the words must be the question's own.
@@ -609,8 +680,12 @@ class PatientSession:
         return bool({m.concept.key for m in mine} & firm)
 
     def lookup(self, a: LookupArgs) -> ToolOutput:
-        """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer."""
+        """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer; what
+        only the notes state is answered from their statements (tools.note_facts)."""
         fact = self._lookup(a)
+        stated = self._note_answer(a, fact)
+        if stated is not None:
+            return stated
         if fact.evidence and a.op != "exists" and fact.weak:
             # One word of a longer name ("education" of "Lifestyle education regarding hypertension"): the
             # notes may be what was meant, so their mentions come with the computed answer.
@@ -621,8 +696,8 @@ class PatientSession:
                 return ToolOutput(text=text, evidence={**fact.evidence, **extra}, computed=fact.computed,
                                   proofs=fact.proofs)
         if not fact.evidence and not fact.concepts and a.op != "exists":
-            # Nothing coded matches: facts that only clinical notes hold (education, complaints) are found by
-            # searching the text, so the model gets rows instead of a dead end.
+            # Nothing coded matches and no note sentence names it: a search of the text may still find rows,
+            # so the model gets rows instead of a dead end.
             found = self._notes_about(a.what, a.date)
             if found.evidence:
                 text = fact.text + "\nRows and clinical notes that mention it:\n" + "\n".join(found.evidence.values())

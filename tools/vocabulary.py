@@ -321,6 +321,10 @@ def stem(word: str) -> str:
     return w
 
 
+#: stems of the question and kind words that name no thing (see :func:`content_stems`)
+FILLER_STEMS = frozenset(stem(w) for w in _FILLER)
+
+
 _WEAK_WORDS = """
 injection injections injectable tablet tablets oral capsule capsules syringe prefilled solution cream
 ointment inhaler inhalation actuat patch suspension spray extended release hour topical chewable
@@ -596,26 +600,30 @@ def resolve_phrases(query: str, concepts: Iterable[Concept], *, single: bool = F
 
 
 # Topics that clinical notes write about in other words than people ask with ("how far did he get in
-# school" -> the note says "has completed some college courses"): added to a free-text search's words.
+# school" -> the note says "has completed some college courses"): added to a free-text search's words, and
+# read by tools.note_facts. Keys are stems (:func:`stem`) of the words people ask with.
+_EDUCATION = "education college school degree graduate graduated diploma courses"
+_WORK = "employment employed unemployed occupation work job"
+_MONEY = "socioeconomic income"
+_SMOKING = "smoker smokes tobacco smoking"
+_ALCOHOL = "alcohol alcoholic drinks drinking"
+_INSURANCE = "insurance medicaid medicare unitedhealthcare aetna cigna humana"
+_COMPLAINT = "complaint complains presents symptoms"
 NOTE_TOPICS: dict[str, str] = {
-    "school": "education college school degree graduated diploma courses",
-    "education": "education college school degree graduated diploma courses",
-    "college": "education college school degree graduated diploma courses",
-    "job": "employment employed unemployed occupation work job",
-    "work": "employment employed unemployed occupation work job",
-    "employment": "employment employed unemployed occupation work job",
-    "income": "socioeconomic income",
-    "socioeconomic": "socioeconomic income",
-    "money": "socioeconomic income",
-    "smoke": "smoker smokes tobacco smoking",
-    "smoking": "smoker smokes tobacco smoking",
-    "alcohol": "alcohol alcoholic drinks drinking",
-    "drink": "alcohol alcoholic drinks drinking",
-    "insurance": "insurance medicaid medicare unitedhealthcare aetna cigna humana",
-    "complaint": "complaint complains presents symptoms",
-    "symptoms": "complaint complains presents symptoms",
-    "sexual": "sexual heterosexual homosexual bisexual orientation",
+    **dict.fromkeys(("school", "education", "educated", "college", "degree", "schooling", "graduate"), _EDUCATION),
+    **dict.fromkeys(("job", "work", "employment", "occupation", "unemployed"), _WORK),
+    **dict.fromkeys(("income", "socioeconomic", "money", "wealth", "economic", "poverty", "class"), _MONEY),
+    **dict.fromkeys(("smoke", "smoking", "smoker", "tobacco", "cigarette"), _SMOKING),
+    **dict.fromkeys(("alcohol", "drink", "drinking", "drinker", "alcoholic"), _ALCOHOL),
+    **dict.fromkeys(("insurance", "insured", "coverage", "insurer"), _INSURANCE),
+    # "what brought her in", "what was bothering him": the visit's complaints
+    **dict.fromkeys(("complaint", "complain", "complained", "symptom", "complaining", "bothering", "brought"),
+                    _COMPLAINT),
+    **dict.fromkeys(("sexual", "orientation", "sexuality"), "sexual heterosexual homosexual bisexual orientation"),
 }
+#: the heading of the history-and-physical section that writes about each topic of :data:`NOTE_TOPICS`
+NOTE_SECTIONS: dict[str, str] = {
+    k: ("chief complaint" if v == _COMPLAINT else "social history") for k, v in NOTE_TOPICS.items()}
 
 
 def expand_note_query(query: str) -> str:
