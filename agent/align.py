@@ -111,8 +111,8 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
     return out
 
 
-_NOTE_WORDS = frozenset("note notes clinical progress documentation documented chart say says said according per written "
-                        "mention mentions mentioned describe described".split())
+_NOTE_WORDS = frozenset("note notes clinical progress documentation documented chart say says said according per "
+                        "written mention mentions mentioned describe described".split())
 
 
 _NOTES_ASKED = re.compile(r"\b(notes?|charted|documented|documentation|chart says|according to (?:the|her|his|their) "

@@ -159,8 +159,9 @@ def answer(hits: list[Statement], op: str, *, limit: int = 3) -> tuple[str, dict
     return " ".join(parts), cited
 
 
-def summary(hits: list[Statement]) -> str:
-    """How many notes say each distinct statement, and over which days (for the model to read, uncited)."""
+def summary(hits: list[Statement], limit: int = 8) -> str:
+    """How many notes say each distinct statement, and over which days (for the model to read, uncited); the
+    ``limit`` most recent distinct statements, then how many more."""
     counts: dict[str, list[str]] = {}
     for s in hits:
         counts.setdefault(s.text, []).append(s.day)
@@ -169,7 +170,9 @@ def summary(hits: list[Statement]) -> str:
         days = sorted(d for d in days if d)
         span = f", {days[0]} to {days[-1]}" if len(days) > 1 else (f", {days[0]}" if days else "")
         lines.append(f"- \"{text}\": {len(days) or 1} note(s){span}")
-    return "\n".join(lines)
+    more = [f"- and {len(lines) - limit} more"] if len(lines) > limit else []
+    return "\n".join(lines[:limit] + more)
 
 
-__all__ = ["Statement", "about", "answer", "beyond_topic", "names_note_topic", "section_stems", "statements", "summary", "topic_stems"]
+__all__ = ["Statement", "about", "answer", "beyond_topic", "names_note_topic", "section_stems", "statements", "summary",
+           "topic_stems"]
