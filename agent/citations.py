@@ -32,6 +32,12 @@ UNSUPPORTED_MARK = "[unsupported]"
 _RANGE_WORDS = re.compile(r"\b(since|between|and|from|after|before|as of|until|till|through|by|prior to|up to|during)\W*$", re.I)
 
 
+def _is_age_day(text: str, date: str) -> bool:
+    """Whether ``date`` is the day an age is stated for ("5 years old on 1963-12-01"): no row holds that day,
+    and the age itself is the claim checks' to verify against the birth date."""
+    return bool(re.search(r"\byears? old,? (?:on|as of|at)\s+" + re.escape(date), text))
+
+
 def _is_range_bound(text: str, date: str) -> bool:
     """Whether ``date`` (normalised) is written as a range bound: a range word right before it
     ("since 2015", "as of March 4, 2019", "between 2010-01-01 and 2012-01-01"). Only the few characters
@@ -324,7 +330,7 @@ def check_answer(
         # 2019-09-11 it was 3.05 [ref]") it must be the cited row's date: otherwise a value from another
         # day would pass as the one asked about.
         for d in sorted(dates):
-            if d in free_dates and (not refs or _is_range_bound(body, d)):
+            if d in free_dates and (not refs or _is_range_bound(body, d) or _is_age_day(body, d)):
                 continue
             if not refs:
                 claim.reasons.append(f"date {d} is stated without a citation")

@@ -291,3 +291,29 @@ def test_since_when_and_put_on_ask_for_the_first_record():
         assert align_call("lookup", {"op": "latest", "what": "simvastatin"}, q)["op"] == "first", q
     assert align_call("lookup", {"op": "latest", "what": "simvastatin"},
                       "When was he last put on simvastatin?")["op"] == "latest"
+
+
+def test_an_age_on_the_day_asked_passes_the_checks_and_a_wrong_age_fails(fixture_store):
+    """"How old was she on <day>?": no row holds the day asked, so the date check lets the question's day stand
+    as the day of the age; the age is verified against the birth date (a wrong one fails)."""
+    from ehr_agent.agent.citations import check_answer
+    from ehr_agent.agent.claims import ClaimChecker
+    from ehr_agent.tools.patient_tools import PatientSession
+    from tests.conftest import ALICE
+
+    s = PatientSession(fixture_store, ALICE, "2030-01-01")
+    out = s.call("lookup", {"op": "age_at", "what": "age", "date": "2000-06-01"})
+    line = next(ln[8:] for ln in out.text.splitlines() if ln.startswith("Answer: "))
+    q = "How old was the patient on 2000-06-01?"
+
+    def check(text):
+        return check_answer(text, out.evidence, belongs=s.belongs, computed=out.computed, question=q,
+                            as_of="2030-01-01", claims=ClaimChecker(s, q))
+
+    assert check(line).verified, check(line).problems()
+    age = out.computed[0]
+    wrong = line.replace(f"{age} years old", f"{int(age) + 2} years old")
+    assert not check(wrong).verified
+    # A day the question does not name is still the cited rows' to prove.
+    other = line.replace("on 2000-06-01", "on 2001-06-01")
+    assert not check(other).verified
