@@ -630,6 +630,8 @@ class PatientSession:
     def _note_answer(self, a: LookupArgs, fact: Fact) -> ToolOutput | None:
         """``lookup``'s answer from what the notes state, when no coded record is named firmly by ``what``
         (education, income, a visit's complaints live only in the notes' text); None when no note says it."""
+        if a.op in ("count", "change", "age_at", "ended"):
+            return None  # counts, changes and ages are computed over coded records, not quoted from notes
         day = self._note_day(a)
         if fact.evidence and not fact.weak and a.kind != "note":
             # A coded record the words name firmly answers, unless the day asked has none of it and the notes
