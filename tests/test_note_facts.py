@@ -166,3 +166,13 @@ def test_a_yes_no_question_is_not_answered_by_quoting_a_list(blaze_store):
     q = "What complaints are listed in the patient's notes?"
     r = answer(blaze_store, pid, q, model=ScriptedModel([call, "No."]))
     assert r.steps == 1 and "under Chief Complaint" in r.answer, r
+
+
+def test_a_topic_word_written_longer_names_the_topic():
+    """"socioeconomically", "educational": a longer form of a topic word names the same topic."""
+    found = note_facts.statements(CHUNKS)
+    assert note_facts.names_note_topic("Where does she fall socioeconomically?")
+    assert [s.text for s in note_facts.about(found, "Where does she fall socioeconomically?")] == [
+        "Patient comes from a middle socioeconomic background"]
+    assert note_facts.about(found, "educational level")[0].text == "Patient has completed some college courses"
+    assert not note_facts.names_note_topic("What was her last A1c?")

@@ -22,7 +22,7 @@ from ehr_agent.tools.retrieval.projections import Row
 # Words that every note or question about notes carries; they say nothing about the topic.
 _GENERIC = frozenset(vocab.stem(w) for w in """note notes clinical chart documented documentation say says said
 according mention mentions mentioned describe described describes state states stated write written wrote report
-reported physical present illness patient background kind type what which per far""".split())
+reported physical present illness patient background kind type what which where per far""".split())
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _ITEM = re.compile(r"(?:^|\s)-\s+")
 
@@ -65,20 +65,29 @@ def statements(chunks: Iterable[Row]) -> list[Statement]:
     return out
 
 
+def _topic_key(st: str) -> str | None:
+    """The :data:`vocabulary.NOTE_TOPICS` key a stem names: itself, or a key of five letters or more that it
+    extends ("socioeconomically" -> socioeconomic, "educational" -> education)."""
+    if st in vocab.NOTE_TOPICS:
+        return st
+    return next((k for k in vocab.NOTE_TOPICS if len(k) >= 5 and st.startswith(k)), None)
+
+
 def topic_stems(text: str) -> set[str]:
     """The stems that name ``text``'s topic, with the words notes use for it ("school" -> education, college,
     diploma...); words that only point at the notes ("according to the note") are dropped."""
     own = {vocab.stem(w) for w in vocab.words(text) if len(w) > 2 and not re.fullmatch(r"[\d-]+", w)}
     expanded = set(own)
     for s in own:
-        expanded |= {vocab.stem(w) for w in vocab.NOTE_TOPICS.get(s, "").split()}
+        key = _topic_key(s)
+        expanded |= {vocab.stem(w) for w in vocab.NOTE_TOPICS.get(key, "").split()} if key else set()
     return {s for s in expanded if s not in _GENERIC and s not in vocab.FILLER_STEMS}
 
 
 def names_note_topic(text: str) -> bool:
     """Whether ``text`` names one of the topics notes write about in their own words (education, income,
     complaints, smoking...: the keys of :data:`vocabulary.NOTE_TOPICS`)."""
-    return any(vocab.stem(w) in vocab.NOTE_TOPICS for w in vocab.words(text))
+    return any(_topic_key(vocab.stem(w)) for w in vocab.words(text))
 
 
 def beyond_topic(text: str) -> str:
@@ -94,7 +103,8 @@ def beyond_topic(text: str) -> str:
 
 def section_stems(text: str) -> set[str]:
     """Stems of the note headings under which ``text``'s topics are written ("education" -> social, history)."""
-    heads = {vocab.NOTE_SECTIONS[st] for st in (vocab.stem(w) for w in vocab.words(text)) if st in vocab.NOTE_SECTIONS}
+    keys = {_topic_key(vocab.stem(w)) for w in vocab.words(text)} - {None}
+    heads = {vocab.NOTE_SECTIONS[k] for k in keys}
     return {vocab.stem(w) for h in heads for w in vocab.words(h)}
 
 
