@@ -650,9 +650,10 @@ class PatientSession:
                 f"Statements of the notes about it (count of notes, days):\n{note_facts.summary(hits)}")
         evidence = dict(cited)
         if fact.evidence:
-            # Coded rows that share only a word with ``what``: shown, but not as an answer.
+            # Coded rows that match the words (a word of a longer name, another day, or asked of the notes):
+            # shown, but not as an answer.
             coded = "\n".join(ln.removeprefix("Answer: ") for ln in fact.text.splitlines()[1:])
-            text += "\nCoded records that share a word with it (not what the notes say):\n" + coded
+            text += "\nCoded records that match the words (not what the notes say):\n" + coded
             evidence.update(fact.evidence)
         return ToolOutput(text=text, evidence=evidence)
 
