@@ -638,7 +638,9 @@ class PatientSession:
             # of that day say something ("symptoms on 2020-02-14": no "Encounter for symptom" that day).
             if not day or any(v.startswith(day) for v in fact.evidence.values()):
                 return None
-        if a.op == "exists" and fact.evidence and a.kind != "note":
+        if a.op == "exists" and a.kind != "note":
+            # A yes/no history question ("has he got diabetes?") is about diagnoses: a plan in a note that names
+            # the word ("diabetes self management plan") is no yes. Only a question about the notes reads them.
             return None
         hits = self.notes_say(a.what, day=day, start=a.start, end=a.end)
         if not hits:
