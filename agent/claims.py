@@ -214,7 +214,9 @@ class ClaimChecker:
         text = []
         for ref, r in zip(refs, cited):
             if "#" in ref and r.get("resourceType") == "DocumentReference":
-                text += [line for c, line in note_chunks(r) if c == ref]
+                # The session's statements hold the chunk's line already; decode the note only when not.
+                line = self.s.note_chunk(ref) if hasattr(self.s, "note_chunk") else None
+                text += [line] if line else [ln for c, ln in note_chunks(r) if c == ref]
             else:
                 text.append(self.s.row(r).text)
         have = {vocab.stem(w) for w in vocab.words(" ".join(text))}

@@ -39,10 +39,6 @@ class Statement:
     row: str = ""  #: the whole chunk's line, as retrieval cites it (the evidence a citation is checked against)
     listed: bool = False  #: a section's list, items joined with "; "
 
-    @property
-    def words(self) -> set[str]:
-        """Stems of the statement and of its heading."""
-        return {vocab.stem(w) for w in vocab.words(f"{self.section} {self.text}")}
 
 
 def statements(chunks: Iterable[Row]) -> list[Statement]:
@@ -159,12 +155,11 @@ def answer(hits: list[Statement], op: str, *, limit: int = 3) -> tuple[str, dict
     parts, cited = [], {}
     for i, group in enumerate(groups):
         s = group[0]
-        said = "says" if i == 0 else "said"
-        where = f"The note of {s.day}" if s.day else "A note"
-        lead = "" if i == 0 else "Earlier, "
+        where = f"the note of {s.day}" if s.day else "a note"
+        opening = f"{where[0].upper()}{where[1:]} says" if i == 0 else f"Earlier, {where} said"
         # A list is named by its heading ("says, under Chief Complaint: Wheezing; Chest Pressure").
         under = f", under {s.section}" if s.listed and s.section else ""
-        parts.append(f"{lead}{where[0].lower() + where[1:] if lead else where} {said}{under}: {s.text} [{s.ref}].")
+        parts.append(f"{opening}{under}: {s.text} [{s.ref}].")
         cited[s.ref] = s.row or s.text
     return " ".join(parts), cited
 

@@ -490,10 +490,8 @@ class PatientSession:
 
     def search_record(self, a: RecordSearchArgs) -> ToolOutput:
         """Hybrid (semantic + keyword) search over the record and its notes."""
-        from ehr_agent.tools.vocabulary import expand_note_query
-
         stated = self._stated(a.query, a.since) if note_facts.names_note_topic(a.query) else None
-        a = a.model_copy(update={"query": expand_note_query(a.query)})
+        a = a.model_copy(update={"query": vocab.expand_note_query(a.query)})
         out = self._search(a)
         if stated:
             # The sentences the notes state about the topic come first, each with its chunk: a small model
@@ -627,24 +625,26 @@ class PatientSession:
     def _note_day(a: LookupArgs) -> str | None:
         return a.date[:10] if a.date and len(a.date) >= 10 and a.op in ("on_date", "active_on", "all", "list") else None
 
-    def _note_answer(self, a: LookupArgs, fact: Fact) -> ToolOutput | None:
-        """``lookup``'s answer from what the notes state, when no coded record is named firmly by ``what``
-        (education, income, a visit's complaints live only in the notes' text); None when no note says it."""
+    def _note_hits(self, a: LookupArgs, fact: Fact) -> list[note_facts.Statement]:
+        """The note statements ``lookup`` answers with, when no coded record is named firmly by ``what``
+        (education, income, a visit's complaints live only in the notes' text); [] when it answers from the
+        coded record (``fact``) or no note says it."""
         if a.op in ("count", "change", "age_at", "ended"):
-            return None  # counts, changes and ages are computed over coded records, not quoted from notes
+            return []  # counts, changes and ages are computed over coded records, not quoted from notes
         day = self._note_day(a)
         if fact.evidence and not fact.weak and a.kind != "note":
             # A coded record the words name firmly answers, unless the day asked has none of it and the notes
             # of that day say something ("symptoms on 2020-02-14": no "Encounter for symptom" that day).
             if not day or any(v.startswith(day) for v in fact.evidence.values()):
-                return None
+                return []
         if a.op == "exists" and a.kind != "note":
             # A yes/no history question ("has he got diabetes?") is about diagnoses: a plan in a note that names
             # the word ("diabetes self management plan") is no yes. Only a question about the notes reads them.
-            return None
-        hits = self.notes_say(a.what, day=day, start=a.start, end=a.end)
-        if not hits:
-            return None
+            return []
+        return self.notes_say(a.what, day=day, start=a.start, end=a.end)
+
+    def _note_answer(self, a: LookupArgs, fact: Fact, hits: list[note_facts.Statement]) -> ToolOutput:
+        """``lookup``'s result from the note statements :meth:`_note_hits` found."""
         line, cited = note_facts.answer(hits, a.op)
         if a.op == "exists":
             line = "Yes. " + line
@@ -659,6 +659,11 @@ class PatientSession:
             evidence.update(fact.evidence)
         return ToolOutput(text=text, evidence=evidence)
 
+    def note_chunk(self, ref: str) -> str | None:
+        """The line of a visible note chunk (``DocumentReference/id#n``) from the session's statements, without
+        decoding the note again; None when no statement comes from it."""
+        return next((st.row for st in self.note_statements() if st.ref == ref), None)
+
     def question_names(self, a: LookupArgs, question: str) -> bool:
         """Whether ``question`` itself names what ``lookup`` resolved ``a.what`` to, firmly: a lay name, a code,
         a name written out, the whole kind, or most of a name's words (one word of four is not enough:
@@ -670,8 +675,7 @@ class PatientSession:
         self._sync()
         if _DEMOGRAPHIC.search(a.what) and _DEMOGRAPHIC.search(question):
             return True  # answered from the Patient resource
-        fact = self._lookup(a)
-        if self._note_answer(a, fact) is not None:
+        if self._note_hits(a, self._lookup(a)):
             if _YES_NO.match(question) and " or " not in question and a.op != "exists":
                 return False  # "Is X ever listed among her complaints?" is not answered by quoting the list
             return bool(note_facts.topic_stems(a.what) & note_facts.topic_stems(question))
@@ -688,9 +692,9 @@ class PatientSession:
         """Answer-shaped query (tools.facts): resolves ``what`` in this record and computes the answer; what
         only the notes state is answered from their statements (tools.note_facts)."""
         fact = self._lookup(a)
-        stated = self._note_answer(a, fact)
-        if stated is not None:
-            return stated
+        hits = self._note_hits(a, fact)
+        if hits:
+            return self._note_answer(a, fact, hits)
         if fact.evidence and a.op != "exists" and fact.weak:
             # One word of a longer name ("education" of "Lifestyle education regarding hypertension"): the
             # notes may be what was meant, so their mentions come with the computed answer.
