@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable
 
 from ehr_agent.agent.cohort_answer import choose_what
-from ehr_agent.tools.facts import YEAR, _DEMOGRAPHIC, about_the_patient, one_year, written_dates
-from ehr_agent.tools.note_facts import names_note_topic, topic_stems
+from ehr_agent.tools.facts import YEAR, YES_NO, _DEMOGRAPHIC, about_the_patient, one_year, written_dates
+from ehr_agent.tools.note_facts import beyond_topic, names_note_topic, topic_stems
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.vocabulary import named_words, noun_phrases
 
@@ -28,6 +28,8 @@ _WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|pe
 
 #: a question about what holds now ("on right now", "currently active"); the claim check reads it the same way
 ASKS_NOW = re.compile(r"\b(right now|currently|current|at present|presently|these days|still|active|ongoing)\b", re.I)
+#: a question about an age ("how old was she when...", "at what age"); the claim check reads it the same way
+ASKS_AGE = re.compile(r"\b(how old|what age|at what age|age (?:at|when|of onset))\b", re.I)
 _FIRST_ASKED = re.compile(r"\b(first|earliest|since when|(?:put|started|start|starting|began|begin) on|"
                           r"start(?:ed)? taking|first (?:picked|diagnosed))\b", re.I)
 _LAST_ASKED = re.compile(r"\b(last|latest|most recent|recent|current|currently|now)\b", re.I)
@@ -50,9 +52,11 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
     on_subject = bool(subject and topic_stems(what) & topic_stems(subject))
     if on_subject:
         pass  # the model named the topic the notes write about ("education" for "how far in school")
-    elif written_name and mine and mine <= set(re.findall(r"[a-z0-9]+", written_name.lower())):
+    elif written_name and mine and (mine <= set(re.findall(r"[a-z0-9]+", written_name.lower()))
+                                    or not vocab.content_stems(what) & vocab.content_stems(question)):
         # The question writes out a name of the record in full and the model passed part of it ("BMI" for
-        # "Body mass index (BMI) [Percentile] Per age and gender"): the full name says which series.
+        # "Body mass index (BMI) [Percentile] Per age and gender"), or words the question does not use ("BMI"
+        # for "Body mass index 30+ - obesity"): the full name says which record.
         out["what"] = written_name
     elif resolves is not None and what and not subject:
         # (With a notes topic in the question, the phrase that "resolves" is often the notes themselves; the
@@ -71,6 +75,21 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         # The question asks what the notes say: the notes' statements answer before any coded record that
         # shares a word ("symptoms" is also an "Encounter for symptom").
         out["kind"] = "note"
+    thing = beyond_topic(question) if subject and YES_NO.match(question) and " or " not in question else ""
+    if thing:
+        # "Is tingling in hands and feet ever listed among her complaints?", "Did he ever complain of wheezing?":
+        # whether the notes say the thing, not what the complaints were (a list of other complaints is no yes).
+        op = out["op"] = "exists"
+        out["kind"] = "note"
+        if not topic_stems(what) & topic_stems(thing):
+            out["what"] = what = thing
+    if op in ("latest", "first", "exists", "all", "list", "on_date") and ASKS_AGE.search(question) \
+            and not _LAST_ASKED.search(question) and not about_the_patient(question):
+        # "How old was she when her blood pressure problem was diagnosed?" asked as the latest reading: the age at
+        # the first record of the thing is what is asked.
+        op = out["op"] = "age_at"
+        for k in ("date", "start", "end"):
+            out.pop(k, None)
     asked = demographic_word(question)
     if asked and not _DEMOGRAPHIC.search(out.get("what") or ""):
         # "How old is the patient?" is answered by the Patient resource, whatever the model put in `what`
@@ -95,6 +114,12 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         # "Since when has she been taking X?", "When was he put on X?": the first record, not the latest.
         out["op"] = "first"
     years = sorted(set(YEAR.findall(question)))
+    if op == "change" and len(years) < 2 and not _COMPARE.search(question) and not _RANGE_WORDS.search(question):
+        # A change the question does not ask about ("On what date was X first recorded?"): its first or latest.
+        if _FIRST_ASKED.search(question) or _LAST_ASKED.search(question):
+            op = out["op"] = "first" if _FIRST_ASKED.search(question) else "latest"
+            out.pop("start", None)
+            out.pop("end", None)
     if len(years) >= 2 and _COMPARE.search(question) and op in ("latest", "first", "on_date", "all", "change"):
         if op != "change" or not (out.get("start") and out.get("end")):
             out["op"], out["start"], out["end"] = "change", years[0], years[-1]
@@ -103,7 +128,9 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
     days = written_dates(question)
     if len(days) == 1 and not _RANGE_WORDS.search(question) and len(days[0]) >= 7:
         # ("What brought him in on 2014-02-14?" asked as exists or list: that day's note, not every note.)
-        if op in ("latest", "first") or (op == "on_date" and not out.get("date")) or (
+        # ("at the October 2019 checkup" asked as on_date 2019-10-01: a day the question does not write misses
+        # the reading of 2019-10-18; the question's month finds it.)
+        if op in ("latest", "first") or (op == "on_date" and out.get("date") != days[0]) or (
                 subject and op in ("exists", "list", "all") and len(days[0]) >= 10):
             out["op"], out["date"] = "on_date", days[0]
             out.pop("start", None)
@@ -192,4 +219,4 @@ def align_call(name: str, args: dict, question: str, resolves: Callable[[str], b
     return args
 
 
-__all__ = ["align_call", "align_count_args", "align_lookup_args"]
+__all__ = ["ASKS_AGE", "ASKS_NOW", "align_call", "align_count_args", "align_lookup_args"]

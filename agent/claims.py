@@ -35,12 +35,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ehr_agent.agent.align import ASKS_NOW
-from ehr_agent.agent.citations import GRAMMAR_WORDS, extract_values
+from ehr_agent.agent.align import ASKS_AGE, ASKS_NOW
+from ehr_agent.agent.citations import GRAMMAR_WORDS, cited_refs, extract_values, split_sentences
 from ehr_agent.tools import vocabulary as vocab
-from ehr_agent.tools.note_facts import beyond_topic, names_note_topic
+from ehr_agent.tools.note_facts import beyond_topic, names_note_topic, topic_stems
 from ehr_agent.tools.facts import Lookup, LookupArgs, _concept_field, _end_date, _status, about_the_patient, \
-    age_between, guess_kind, numeric_value, ref_of, value_text, written_dates
+    YES_NO, age_between, guess_kind, numeric_value, ref_of, value_text, written_dates
 from ehr_agent.tools.patient_tools import note_chunks
 from ehr_agent.tools.retrieval.projections import concept_display
 from ehr_agent.tools.store.base import StoreError
@@ -60,7 +60,6 @@ FIRST_ASKED = re.compile(r"\b(first|earliest|initial|initially|since when|how lo
                          r"(?:put|started|start|starting|began|begin) on|start(?:ed)? (?:taking|on)|first (?:picked|diagnosed))\b",
                          _I)
 ACTIVE = re.compile(r"\b(currently|still|is on|is taking|remains on|active|ongoing)\b", _I)
-_ASKS_AGE = re.compile(r"\b(how old|what age|at what age|age (?:at|when|of onset))\b", _I)
 _SAYS_AGE = re.compile(r"\b\d{1,3}\s*(?:years?|yrs?|y/?o)\b|\b(?:was|is|were|aged?) \d{1,3}(?![\d.,])(?!\s*(?:%|mg|kg|cm|mm|/|[a-z]))", _I)
 _ACTIVE_TYPES = ("Condition", "MedicationRequest", "CarePlan", "AllergyIntolerance")
 NOT_ACTIVE = re.compile(r"\b(no longer|not active|inactive|resolved|stopped|discontinued|ended|not currently)\b", _I)
@@ -211,17 +210,14 @@ class ClaimChecker:
             return None
         if any(r.get("resourceType") == "DiagnosticReport" and (r.get("result") or []) for r in cited):
             return None  # a lab panel's report: its values are the citation check's
-        text = []
-        for ref, r in zip(refs, cited):
-            if "#" in ref and r.get("resourceType") == "DocumentReference":
-                # The session's statements hold the chunk's line already; decode the note only when not.
-                line = self.s.note_chunk(ref) if hasattr(self.s, "note_chunk") else None
-                text += [line] if line else [ln for c, ln in note_chunks(r) if c == ref]
-            else:
-                text.append(self.s.row(r).text)
-        have = {vocab.stem(w) for w in vocab.words(" ".join(text))}
+        have = {vocab.stem(w) for w in vocab.words(self._cited_text(refs, cited))}
         asked = {vocab.stem(w) for w in vocab.words(self.question)}
         body = _DATES.sub(" ", _strip_refs(sentence))
+        if not _NEGATED.search(body):
+            # The thing a yes/no question asks the notes about ("tingling" of "Is tingling ever listed among her
+            # complaints?") is what a "yes" claims the note says: its words must be the note's, not only the
+            # question's.
+            asked -= {vocab.stem(w) for w in vocab.words(beyond_topic(self.question))}
         missing = []
         for w in vocab.words(body):
             x = vocab.stem(w)
@@ -233,6 +229,39 @@ class ClaimChecker:
         return ClaimFailure("note", "the cited note does not say it",
                             f"the cited note text does not hold: {', '.join(dict.fromkeys(missing))}; quote what the "
                             "note says, citing its chunk")
+
+    def _cited_text(self, refs: list[str], cited: list[dict]) -> str:
+        """The text of what ``refs`` cite: a note chunk's line, or a resource's row."""
+        text = []
+        for ref, r in zip(refs, cited):
+            if "#" in ref and r.get("resourceType") == "DocumentReference":
+                # The session's statements hold the chunk's line already; decode the note only when not.
+                line = self.s.note_chunk(ref) if hasattr(self.s, "note_chunk") else None
+                text += [line] if line else [ln for c, ln in note_chunks(r) if c == ref]
+            else:
+                text.append(self.s.row(r).text)
+        return " ".join(text)
+
+    def _notes_yes(self, answer: str) -> ClaimFailure | None:
+        """A "yes" to whether the notes say a thing ("Is tingling ever listed among her complaints?") cites a
+        note that names the thing: a list of her other complaints is no yes, even though each sentence of the
+        answer quotes it right."""
+        thing = beyond_topic(self.question) if YES_NO.match(self.question) and " or " not in self.question \
+            and names_note_topic(self.question) else ""
+        first = split_sentences(_strip_refs(answer))[:1]
+        if not thing or not first or _NEGATED.search(first[0]) or ABSENCE.search(first[0]):
+            return None
+        refs = [r for r in cited_refs(answer) if r.startswith("DocumentReference/")]
+        pairs = [(ref, r) for ref in refs if (r := self._read(ref)) is not None]
+        if not pairs:
+            return None
+        want = topic_stems(thing)
+        have = {vocab.stem(w) for w in vocab.words(self._cited_text(*map(list, zip(*pairs))))}
+        if sum(1 for w in want if _near(w, have)) * 3 >= 2 * len(want):
+            return None
+        return ClaimFailure("note", "the cited notes do not name it",
+                            f"the cited notes do not mention {thing}: answer whether any note says it, quoting the "
+                            "note that does, or say that none does")
 
     # ---- concept ---------------------------------------------------------------------------------
     def _asked_concept(self) -> vocab.Concept | None:
@@ -378,6 +407,9 @@ class ClaimChecker:
     # ---- counts ----------------------------------------------------------------------------------
     def _count(self, sentence: str, cited: list[dict], events: list[dict]) -> ClaimFailure | None:
         body = _without_dates(_strip_refs(sentence))
+        for name in {self._name(r) for r in events}:
+            # A number in a record's own name is no count ("200 ACTUAT Albuterol ... Inhaler").
+            body = re.sub(re.escape(name), " ", body, flags=_I) if name else body
         m = COUNT.search(body)
         if not m or not events:
             return None
@@ -527,8 +559,8 @@ class ClaimChecker:
         """A claim of the answer as a whole: asked how old, an answer that states no age (the latest blood
         pressure for "how old was she when her blood pressure problem was diagnosed") answers another
         question. A "not in the record" is left to the absence check."""
-        if not _ASKS_AGE.search(self.question):
-            return None
+        if not ASKS_AGE.search(self.question):
+            return self._notes_yes(answer)
         body = _strip_refs(answer)
         if AGE.search(body) or _SAYS_AGE.search(body) or ABSENCE.search(body):
             return None
@@ -607,6 +639,9 @@ class ClaimChecker:
 _NOTE_GRAMMAR = GRAMMAR_WORDS | frozenset("""about any being chart described describes documented here him indicated
 indicates into mention mentioned mentions not noted onto recorded showed shows stated states than them then there
 these those what when where which who whom under earlier""".split())
+
+
+_NEGATED = re.compile(r"\b(no|not|never|none|nothing|nowhere)\b|n't\b", re.I)
 
 
 def _near(stem: str, stems: set[str]) -> bool:

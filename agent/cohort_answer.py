@@ -31,7 +31,8 @@ def choose_what(model_what: str, question: str, resolves: Callable[[str], bool])
     runs = vocab.noun_phrases(question)
     if mine:
         for run in runs:
-            if all(any(m in w for w in run) for m in mine):
+            # (or a word's root in it: "diabetes" in "prediabetic")
+            if all(any(m in w or (len(m) >= 6 and m[:-2] in w) for w in run) for m in mine):
                 phrase = " ".join(run)
                 if phrase != " ".join(mine) and resolves(phrase):
                     return phrase

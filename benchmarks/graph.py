@@ -37,7 +37,8 @@ from ehr_agent.agent.configuration import AgentSettings
 from ehr_agent.agent.models.base import ChatMessage, ChatModel, ChatResult
 from ehr_agent.agent.models.scripted import ScriptedModel
 from ehr_agent.agent.runner import answer
-from ehr_agent.tools.patient_tools import PatientSession, clear_record_cache
+from ehr_agent.tools.patient_tools import PatientSession
+from ehr_agent.tools.record_cache import DEFAULT_RECORD_CACHE
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synthea-blaze-120"
 AS_OF = "2030-01-01"
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     # Cold: the first question about each patient reads the record (manifest, $everything) into the cache.
     cold_ms = []
     for pid in pids:
-        clear_record_cache(store)
+        DEFAULT_RECORD_CACHE.clear(store)
         model = TimedModel(ScriptedModel(list(QUESTIONS[0][1])))
         t0 = time.perf_counter()
         answer(store, pid, "cold question", model=model, settings=settings, as_of=AS_OF)

@@ -18,6 +18,8 @@ def test_latest_asked_about_a_stated_day_becomes_on_date():
                                                                           "date": "2016-12-30"}
     q = "What was her A1c at the October 2019 checkup?"
     assert align_call("lookup", {"op": "on_date", "what": "A1c"}, q)["date"] == "2019-10"
+    # a day the question does not write (the lay run's "2019-10-01") would miss the reading of 2019-10-18
+    assert align_call("lookup", {"op": "on_date", "what": "A1c", "date": "2019-10-01"}, q)["date"] == "2019-10"
 
 
 def test_a_comparison_between_two_years_becomes_change():
@@ -317,3 +319,29 @@ def test_an_age_on_the_day_asked_passes_the_checks_and_a_wrong_age_fails(fixture
     # A day the question does not name is still the cited rows' to prove.
     other = line.replace("on 2000-06-01", "on 2001-06-01")
     assert not check(other).verified
+
+
+def test_asked_how_old_when_something_happened_is_an_age_at():
+    """The lay run's misses: the latest reading (or the first care plan) for "how old was she when ...";
+    an age asked about the patient alone stays the demographic lookup."""
+    q = "how old was she when her blood pressure problem was diagnosed"
+    assert align_call("lookup", {"op": "latest", "what": "blood pressure problem"}, q) == {
+        "op": "age_at", "what": "blood pressure problem"}
+    q = "She's prediabetic, right? How old was she when that was first picked up?"
+    got = align_call("lookup", {"op": "first", "what": "diabetes"}, q, resolves=lambda p: p in {"prediabetic", "diabetes"})
+    assert got == {"op": "age_at", "what": "prediabetic"}
+    assert align_call("lookup", {"op": "latest", "what": "age"}, "How old is he?")["op"] == "latest"
+    q = "How old was she at her last A1c?"
+    assert align_call("lookup", {"op": "latest", "what": "A1c"}, q)["op"] == "latest"
+
+
+def test_a_change_the_question_does_not_ask_for_is_its_first_or_latest():
+    """"On what date was Body mass index 30+ - obesity first recorded?" asked as a change of BMI (the 104-sample's
+    one miss): the written name and the first record."""
+    q = "On what date was Body mass index 30+ - obesity first recorded for this patient?"
+    name = "Body mass index 30+ - obesity (finding)"
+    got = align_call("lookup", {"op": "change", "what": "BMI", "start": "1972-01-13", "end": "2026-12-02"}, q,
+                     written_name=name)
+    assert got == {"op": "first", "what": name}
+    q = "Did her BMI go up between 2015 and 2019?"
+    assert align_call("lookup", {"op": "change", "what": "BMI"}, q)["op"] == "change"

@@ -110,6 +110,31 @@ def test_count_true_and_false(blaze_store):
     assert verdict(blaze_store, pid, f"She received {total} doses of the flu vaccine {all_cites}.").verified
 
 
+@pytest.mark.shared
+def test_a_number_in_a_drugs_name_is_no_count(blaze_store):
+    """"The first NDA020503 200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler, prescribed ..." (the lay
+    run's own answer) claims no 200 doses ("Dose" is a counting word); "15 prescriptions" beside the same name still is a
+    count, and is checked."""
+    for pid in _patients(blaze_store):
+        meds = [m for m in blaze_store.search_all("MedicationRequest", {"_count": "1000"}, compartment=("Patient", pid))
+                if re.match(r"\S*\s*\d+ ACTUAT", (m.get("medicationCodeableConcept") or {}).get("text", ""))]
+        if len(meds) >= 2:
+            break
+    else:
+        pytest.fail("no blaze patient with two metered-dose inhaler prescriptions")
+    meds.sort(key=lambda m: m["authoredOn"])
+    name = meds[0]["medicationCodeableConcept"]["text"]
+    first = f"The first {name}, prescribed {meds[0]['authoredOn'][:10]} [MedicationRequest/{meds[0]['id']}]."
+    ok = verdict(blaze_store, pid, first, question=f"When was he first given {name}?")
+    assert ok.verified, ok.unsupported_reasons
+    same = [m for m in blaze_store.search_all("MedicationRequest", {"_count": "1000"}, compartment=("Patient", pid))
+            if (m.get("medicationCodeableConcept") or {}).get("text") == name]
+    assert len(same) >= 2
+    cites = " ".join(f"[MedicationRequest/{m['id']}]" for m in same[1:])
+    bad = verdict(blaze_store, pid, f"He had {len(same) - 1} prescriptions of {name} {cites}.")
+    assert not bad.verified and f"the record has {len(same)}" in " ".join(bad.unsupported_reasons), bad
+
+
 # ---- absence ------------------------------------------------------------------------------------
 
 

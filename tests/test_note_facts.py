@@ -151,9 +151,10 @@ def test_a_notes_question_is_answered_in_one_step(blaze_store):
 
 
 @pytest.mark.shared
-def test_a_yes_no_question_is_not_answered_by_quoting_a_list(blaze_store):
-    """Scripted model: "Is X ever listed among her complaints?" asked as a list of complaints gets no direct
-    answer (the quoted list does not say yes or no); the model's second turn answers."""
+def test_a_yes_no_question_about_a_complaint_asks_the_notes_for_it(blaze_store):
+    """Scripted model: "Is X ever listed among her complaints?" asked as a list of complaints becomes "does any
+    note say X" (align), so a list of other complaints is no yes: a complaint the notes never state gets a
+    verified "No", one a list holds gets a verified "Yes" quoting that list, in one step each."""
     from ehr_agent.agent.models.scripted import ScriptedModel
     from ehr_agent.agent.runner import answer
 
@@ -161,11 +162,51 @@ def test_a_yes_no_question_is_not_answered_by_quoting_a_list(blaze_store):
     call = "```tool_call\n" + json.dumps({"tool": "lookup", "arguments": {"op": "list", "what": "complaints",
                                                                           "kind": "note"}}) + "\n```"
     q = "Is tingling in hands and feet ever listed among the patient's complaints in the notes?"
+    assert not s.notes_say("tingling in hands and feet")
+    r = answer(blaze_store, pid, q, model=ScriptedModel([call, "Yes."]))
+    assert r.steps == 1 and r.verified and r.answer.startswith("No"), r
+    listed = next(x for x in s.notes_say("complaints") if x.listed)
+    item = listed.text.split("; ")[0]
+    q = f"Is {item.lower()} ever listed among the patient's complaints in the notes?"
     r = answer(blaze_store, pid, q, model=ScriptedModel([call, "No."]))
-    assert r.steps == 2, r
+    assert r.steps == 1 and r.verified and r.answer.startswith("Yes") and item in r.answer, r
     q = "What complaints are listed in the patient's notes?"
     r = answer(blaze_store, pid, q, model=ScriptedModel([call, "No."]))
     assert r.steps == 1 and "under Chief Complaint" in r.answer, r
+
+
+@pytest.mark.shared
+def test_a_yes_that_quotes_other_complaints_is_refused(blaze_store):
+    """The embedded model's own answer from a notes run: "Yes, tingling in hands and feet is listed", quoting
+    a Chief Complaint list that does not hold it. Each sentence is true to its note, so only a check of the
+    thing asked catches it; the same answer about an item the list holds passes."""
+    pid, s = _patient_with(blaze_store, lambda s: any(x.listed for x in s.notes_say("complaints")))
+    listed = next(x for x in s.notes_say("complaints") if x.listed and "tingling" not in x.text.lower())
+    quote = f"The note of {listed.day} says, under Chief Complaint: {listed.text} [{listed.ref}]."
+    ev = {listed.ref: listed.row}
+    q = "Is tingling in hands and feet ever listed among the patient's complaints in the notes?"
+    bad = check_answer(f"Yes, tingling in hands and feet is listed among the complaints. {quote}", ev, question=q,
+                       as_of=AS_OF, claims=ClaimChecker(s, q))
+    assert not bad.verified and "do not mention tingling" in " ".join(bad.unsupported_reasons), bad
+    item = listed.text.split("; ")[0]
+    q = f"Is {item.lower()} ever listed among the patient's complaints in the notes?"
+    ok = check_answer(f"Yes, {item.lower()} is listed among the complaints. {quote}", ev, question=q, as_of=AS_OF,
+                      claims=ClaimChecker(s, q))
+    assert ok.verified, ok.unsupported_reasons
+
+
+def test_the_thing_a_notes_question_asks_about():
+    """What a yes/no question asks the notes about, besides the topic, in the question's own words."""
+    cases = {
+        "Is tingling in hands and feet ever listed among the patient's complaints in the notes?":
+            "tingling in hands and feet",
+        "Has he ever complained about back pain?": "back pain",
+        "Did she come in complaining of headaches at any visit?": "headaches",
+        "Was memory loss one of the things that brought him in?": "memory loss",
+        "Does he smoke?": "",
+        "How far did the patient get in school, per the notes?": "",
+    }
+    assert {q: note_facts.beyond_topic(q) for q in cases} == cases
 
 
 def test_a_topic_word_written_longer_names_the_topic():

@@ -23,6 +23,10 @@ from ehr_agent.tools.retrieval.projections import Row
 _GENERIC = frozenset(vocab.stem(w) for w in """note notes clinical chart documented documentation say says said
 according mention mentions mentioned describe described describes state states stated write written wrote report
 reported physical present illness patient background kind type what which where per far""".split())
+# Words of a question about the notes that name no thing ("Was memory loss one of the things that brought him
+# in?", "did she come in complaining of").
+_NO_THING = frozenset(vocab.stem(w) for w in """come came coming listed list lists among one things thing sort
+any ever visit visits appointment appointments reason reasons""".split())
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _ITEM = re.compile(r"(?:^|\s)-\s+")
 
@@ -88,12 +92,17 @@ def names_note_topic(text: str) -> bool:
 
 def beyond_topic(text: str) -> str:
     """The words of ``text`` that name a thing besides its notes topic ("Is tingling in hands and feet ever
-    listed among her complaints?" -> "tingling hands feet"), "" when the topic is all it asks about."""
+    listed among her complaints?" -> "tingling hands feet", "Has he complained about back pain?" -> "back
+    pain"), "" when the topic is all it asks about."""
     keep = []
     for run in vocab.noun_phrases(text):
-        if names_note_topic(" ".join(run)):
-            continue
-        keep += [w for w in run if topic_stems(w)]
+        keep += [w for w in run if not _topic_key(vocab.stem(w)) and vocab.stem(w) not in _NO_THING and topic_stems(w)]
+    if not keep:
+        return ""
+    # The question's own span when little lies between the words ("tingling in hands and feet").
+    span = re.search(r"\b" + re.escape(keep[0]) + r"\b.*?\b" + re.escape(keep[-1]) + r"\b", text, re.I)
+    if span and len(vocab.words(span.group(0))) <= len(keep) + 3:
+        return span.group(0)
     return " ".join(keep)
 
 

@@ -28,7 +28,7 @@ from ehr_agent.tools import calculator
 from ehr_agent.tools import note_facts
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.dispatch import dispatch_tool
-from ehr_agent.tools.facts import _DEMOGRAPHIC, Fact, Lookup, LookupArgs
+from ehr_agent.tools.facts import _DEMOGRAPHIC, YES_NO, Fact, Lookup, LookupArgs
 from ehr_agent.tools.record_cache import DEFAULT_RECORD_CACHE, PatientRecord, RecordCache, data_version_of
 from ehr_agent.tools.retrieval.errors import RetrievalError
 from ehr_agent.tools.retrieval.lexical import LexicalIndex
@@ -82,7 +82,7 @@ def note_chunks(resource: dict) -> list[tuple[str, str]]:
 
 
 _WORD = re.compile(r"[a-z0-9]+")
-_YES_NO = re.compile(r"\s*(is|are|was|were|did|does|do|has|have|had|any)\b", re.I)
+_SEMANTIC_TAG = re.compile(r"\s*\([a-z ]+\)\s*$")
 
 
 def _words(text: str) -> set[str]:
@@ -587,9 +587,10 @@ class PatientSession:
         several do ("Body mass index (BMI) [Percentile] Per age and gender" holds "Body mass index")."""
         self._sync()
         padded = " " + " ".join(vocab.words(text)) + " "
-        named = [c for c in self._lookup.concepts(vocab.ALL_TYPES)
-                 if len(vocab.words(c.display)) >= 2 and " " + " ".join(vocab.words(c.display)) + " " in padded]
-        return max(named, key=lambda c: len(vocab.words(c.display))) if named else None
+        # A SNOMED display's semantic tag ("(finding)", "(disorder)") is not part of the name people write.
+        named = [(c, w) for c in self._lookup.concepts(vocab.ALL_TYPES)
+                 if len(w := vocab.words(_SEMANTIC_TAG.sub("", c.display))) >= 2 and " " + " ".join(w) + " " in padded]
+        return max(named, key=lambda cw: len(cw[1]))[0] if named else None
 
     def _notes_about(self, what: str, day: str | None) -> ToolOutput:
         """Rows and note chunks that mention ``what``; those of ``day`` only, when a day is asked and any
@@ -676,7 +677,7 @@ class PatientSession:
         if _DEMOGRAPHIC.search(a.what) and _DEMOGRAPHIC.search(question):
             return True  # answered from the Patient resource
         if self._note_hits(a, self._lookup(a)):
-            if _YES_NO.match(question) and " or " not in question and a.op != "exists":
+            if YES_NO.match(question) and " or " not in question and a.op != "exists":
                 return False  # "Is X ever listed among her complaints?" is not answered by quoting the list
             return bool(note_facts.topic_stems(a.what) & note_facts.topic_stems(question))
         mine, _, _ = self._lookup.resolve(a)
@@ -684,6 +685,9 @@ class PatientSession:
             # Nothing matched ("No, the record has no Allergy to eggs"): the words must be the question's own.
             words = vocab.content_stems(a.what)
             return bool(words) and words <= vocab.content_stems(question)
+        written = self.concept_written_in(question)
+        if written is not None and written.key in {m.concept.key for m in mine}:
+            return True  # the question writes the record's name out in full
         asked, _, _ = self._lookup.resolve(a.model_copy(update={"what": question[:300]}))
         firm = {m.concept.key for m in asked if not vocab.weak_match(m)}
         return bool({m.concept.key for m in mine} & firm)

@@ -611,7 +611,8 @@ _INSURANCE = "insurance medicaid medicare unitedhealthcare aetna cigna humana"
 _COMPLAINT = "complaint complains presents symptoms"
 NOTE_TOPICS: dict[str, str] = {
     **dict.fromkeys(("school", "education", "educated", "college", "degree", "schooling", "graduate"), _EDUCATION),
-    **dict.fromkeys(("job", "work", "employment", "occupation", "unemployed"), _WORK),
+    **dict.fromkeys(("job", "work", "works", "working", "employed", "employment", "occupation",
+                     "unemployed"), _WORK),
     **dict.fromkeys(("income", "socioeconomic", "money", "wealth", "economic", "poverty", "class"), _MONEY),
     **dict.fromkeys(("smoke", "smoking", "smoker", "tobacco", "cigarette"), _SMOKING),
     **dict.fromkeys(("alcohol", "drink", "drinking", "drinker", "alcoholic"), _ALCOHOL),
