@@ -37,13 +37,21 @@ def choose_what(model_what: str, question: str, resolves: Callable[[str], bool])
                 if phrase != " ".join(mine) and resolves(phrase):
                     return phrase
                 break
-    if mine and resolves(model_what):
+    ours = _naming(question)
+    if mine and resolves(model_what) and _naming(model_what) & ours:
         return model_what
+    # The model's words are not the question's ("inpatient stays" for "went to the ER"): a phrase of the
+    # question that names something wins over them.
     for run in sorted(runs, key=len, reverse=True):
         phrase = " ".join(run)
-        if resolves(phrase):
+        if _naming(phrase) and resolves(phrase):
             return phrase
     return model_what
+
+
+def _naming(text: str) -> set[str]:
+    """The words of ``text`` that name a thing: content stems and lay phrases ("ER", "BP")."""
+    return vocab.content_stems(text) | {p for p, _, _ in vocab.lay_phrases(text)}
 
 
 _ANSWER_LINE = re.compile(r"^Answer: (.+\[(?:patients|query):[^\]]+\]\.?)\s*$", re.M)

@@ -43,6 +43,15 @@ def test_model_words_that_resolve_and_are_the_whole_phrase_stay():
     assert choose_what("smallpox jab", "How many patients had a smallpox jab?", resolves) == "smallpox jab"
 
 
+def test_model_words_the_question_does_not_use_give_way_to_a_question_phrase_that_names_something():
+    """The embedded model's own slip: "inpatient stays" (the prompt's example) for "went to the ER"."""
+    known = KNOWN | {"er"}
+    assert choose_what("inpatient stays", "How many patients went to the ER in 2015?", known.__contains__) == "er"
+    # the model's words that share a word with the question stay
+    assert choose_what("inpatient stays", "How many inpatient visits were there in 2015?", known.__contains__) == \
+        "inpatient stays"
+
+
 def test_compose_takes_the_last_answer_line_whose_count_ran():
     t1 = ("cohort_count 'vaccine' -> matched Td\nAnswer: 12 patients in 2013 "
           "[patients:Immunization?date=2013&vaccine-code=cvx|113].")

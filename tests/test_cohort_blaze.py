@@ -56,3 +56,28 @@ def test_generated_cohort_tasks_are_answered_correctly(blaze_store, records, tas
             wrong.append((task.question, task.answer.value, r.answer))
     assert not wrong, wrong
     assert len(tasks) >= 30
+
+
+def test_patients_themselves_are_counted_from_their_patient_resources(blaze_store):
+    """Deaths (ever, in a year), women, births before a year: counted from the Patient resources, each count
+    recomputed here from the raw resources, and each answer's key re-runs to the same number."""
+    from ehr_agent.agent.align import align_call
+    from ehr_agent.tools.cohort_tools import CohortSession
+
+    people = list(blaze_store.search_all("Patient", {"_count": "1000"}))
+    died = [p["deceasedDateTime"][:4] for p in people if p.get("deceasedDateTime")]
+    year = max(set(died), key=died.count)
+    s = CohortSession(blaze_store)
+    cases = [
+        ("How many patients have died?", {"what": "patients"}, len(died)),
+        (f"How many patients died in {year}?", {"what": "deaths", "start": year, "end": year}, died.count(year)),
+        ("How many women are in the database?", {"what": "women", "sex": "female"},
+         sum(p.get("gender") == "female" for p in people)),
+        ("How many patients were born before 1950?", {"what": "born", "end": "1949"},
+         sum(p["birthDate"] < "1950" for p in people)),
+    ]
+    for q, args, want in cases:
+        out = s.call("cohort_count", align_call("cohort_count", args, q, s.names_something))
+        key = re.search(r"\[(query:Patient\?[^\]]*)\]", out.text)
+        assert key and f"Answer: {want} patients" in out.text, (q, out.text)
+        assert s.queries[key.group(1)] == want

@@ -137,12 +137,25 @@ class CohortCountArgs(BaseModel):
 
     what: str = Field(description="what is counted, in the question's words, e.g. 'flu shot', 'diabetes', "
                                   "'inpatient stays'")
-    kind: Literal["condition", "medication", "vaccine", "procedure", "visit", "allergy", "any"] = "any"
+    kind: Literal["condition", "medication", "vaccine", "procedure", "visit", "allergy", "patient", "any"] = "any"
     count: Literal["patients", "records"] = Field("patients", description="patients (how many patients) or "
                                                                           "records (how many stays, doses...)")
     start: str | None = Field(None, description="YYYY[-MM[-DD]]; a year Y is start Y, end Y")
     end: str | None = Field(None, description="YYYY[-MM[-DD]]")
     sex: Literal["male", "female", "any"] = "any"
+
+
+# Patients themselves, counted from the Patient resources ("How many patients have died?", "How many women
+# are there?", "How many were born before 1950?").
+_DIED = re.compile(r"\b(died|dead|deceased|deaths?|passed away|mortality)\b", re.I)
+_BORN = re.compile(r"\b(born|births?|birth ?dates?)\b", re.I)
+_PEOPLE = re.compile(r"^\s*(?:(?:the|all|of|in|total|number|patients?|people|persons?|individuals|women|men|"
+                     r"females?|males?|population|everyone|store|database|record|records)\s*)+$", re.I)
+
+
+def _about_patients(what: str) -> bool:
+    """Whether ``what`` names the patients themselves (deaths, births, everyone), not a record about them."""
+    return bool(_DIED.search(what) or _BORN.search(what) or _PEOPLE.match(what))
 
 
 #: what ``cohort_count`` counts, in the order it tries them when the kind does not say
@@ -403,13 +416,31 @@ class CohortSession:
         or allergies (what ``cohort_count`` can count)."""
         from ehr_agent.tools import vocabulary as vocab
 
-        return any(vocab.resolve(phrase, self.concepts(t)) for t in COUNTED_TYPES)
+        return _about_patients(phrase) or any(vocab.resolve(phrase, self.concepts(t)) for t in COUNTED_TYPES)
+
+    def _count_patients_themselves(self, a: CohortCountArgs) -> CountResult:
+        """Patients counted from their Patient resources: deaths (in a period: the death date's), births (the
+        birth date's), or all of them; by sex when asked."""
+        params: Params = []
+        dp = "death-date" if _DIED.search(a.what) else ("birthdate" if _BORN.search(a.what) else None)
+        if dp == "death-date":
+            params.append(("deceased", "true"))
+        if dp and a.start and a.end and a.start == a.end:
+            params.append((dp, a.start))
+        elif dp:
+            params += [(dp, f"ge{a.start}")] if a.start else []
+            params += [(dp, f"le{a.end}")] if a.end else []
+        if a.sex != "any":
+            params.append(("gender", a.sex))
+        return self.count_resources(QueryArgs(resource_type="Patient", params="&".join(f"{k}={v}" for k, v in params)))
 
     def cohort_count(self, a: CohortCountArgs) -> tuple[CountResult | None, list, str]:
         """Resolve ``a.what`` among the store's codes, build the FHIR search, count; (result, matches, type)."""
         from ehr_agent.tools import vocabulary as vocab
         from ehr_agent.tools.facts import guess_kind
 
+        if a.kind == "patient" or (a.kind == "any" and _about_patients(a.what)):
+            return self._count_patients_themselves(a), [], "Patient"
         kind = a.kind if a.kind != "any" else guess_kind(a.what)
         order = {"condition": ["Condition"], "medication": ["MedicationRequest"], "vaccine": ["Immunization"],
                  "procedure": ["Procedure"], "visit": ["Encounter"], "allergy": ["AllergyIntolerance"]}
@@ -448,8 +479,8 @@ class CohortSession:
         if res is None:
             return ToolOutput(text=f"cohort_count '{a.what}': no code in the store matches it. Try find_codes with "
                                    f"other words.")
-        names = "; ".join(sorted({m.concept.display for m in matches})[:6])
-        what = "patients" if a.count == "patients" else f"{rtype} records"
+        names = "; ".join(sorted({m.concept.display for m in matches})[:6]) or "the Patient resources"
+        what = "patients" if a.count == "patients" or rtype == "Patient" else f"{rtype} records"
         span = (f" in {a.start}" if a.start and a.start == a.end else
                 (f" from {a.start}" if a.start else "") + (f" to {a.end}" if a.end else ""))
         sex = f" ({a.sex})" if a.sex != "any" else ""
