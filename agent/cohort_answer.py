@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from ehr_agent.tools import vocabulary as vocab
+from ehr_agent.tools.cohort_tools import people_word
 
 
 def choose_what(model_what: str, question: str, resolves: Callable[[str], bool]) -> str:
@@ -50,8 +51,9 @@ def choose_what(model_what: str, question: str, resolves: Callable[[str], bool])
 
 
 def _naming(text: str) -> set[str]:
-    """The words of ``text`` that name a thing: content stems and lay phrases ("ER", "BP")."""
-    return vocab.content_stems(text) | {p for p, _, _ in vocab.lay_phrases(text)}
+    """The words of ``text`` that name a thing: content stems and lay phrases ("ER", "BP"); not the words that
+    say who is counted ("female patients")."""
+    return {w for w in vocab.content_stems(text) if not people_word(w)} | {p for p, _, _ in vocab.lay_phrases(text)}
 
 
 _ANSWER_LINE = re.compile(r"^Answer: (.+\[(?:patients|query):[^\]]+\]\.?)\s*$", re.M)

@@ -30,7 +30,8 @@ from ehr_agent.agent.citations import (
     extract_values,
     split_sentences,
 )
-from ehr_agent.tools.cohort_tools import CohortToolError, canonical_cite, parse_cite, query_dates
+from ehr_agent.tools.cohort_tools import CohortToolError, canonical_cite, counts_patients_themselves, parse_cite, \
+    query_dates
 from ehr_agent.tools.facts import one_year
 from ehr_agent.tools.store.base import StoreError
 
@@ -146,6 +147,11 @@ def check_cohort_answer(
                 claim.reasons.append(f"[{q}] {n}")
                 continue
             ok_nums.add(str(n))
+            if parse_cite(q)[1] == "Patient" and question.strip() and not counts_patients_themselves(question):
+                # "How many female patients had covid-19?" answered with every woman: a true count of another
+                # question.
+                claim.reasons.append(f"[{q}] counts the patients themselves, but the question names a record about "
+                                     "them; count the records that name it")
             clinical = [v for k, v in params if k.split(":")[0] in ("date", "onset-date", "authoredon",
                                                                      "recorded-date", "period")]
             if question.strip() and clinical and not re.search(r"\b(1[89]\d\d|20\d\d)\b|\b(since|before|after|"

@@ -81,3 +81,25 @@ def test_patients_themselves_are_counted_from_their_patient_resources(blaze_stor
         key = re.search(r"\[(query:Patient\?[^\]]*)\]", out.text)
         assert key and f"Answer: {want} patients" in out.text, (q, out.text)
         assert s.queries[key.group(1)] == want
+
+
+def test_a_count_of_the_patients_themselves_does_not_answer_a_question_about_a_record(blaze_store):
+    """"How many female patients had covid-19?" answered with every woman ([query:Patient?gender=female]) is a
+    true count of another question: the check refuses it, and align turns the model's "female patients" into the
+    question's "covid-19"."""
+    from ehr_agent.agent.align import align_call
+    from ehr_agent.agent.cohort_citations import check_cohort_answer
+    from ehr_agent.tools.cohort_tools import CohortSession
+
+    s = CohortSession(blaze_store)
+    women = s.call("cohort_count", {"what": "women", "sex": "female"}).text
+    n = re.search(r"Answer: (\d+) patients", women).group(1)
+    answer = f"{n} patients (female) [query:Patient?gender=female]."
+    bad = check_cohort_answer(answer, ran=list(s.queries), recount=s.recount,
+                              question="how many female patients had covid-19?")
+    assert not bad.verified and "counts the patients themselves" in " ".join(r for c in bad.claims for r in c.reasons)
+    assert check_cohort_answer(answer, ran=list(s.queries), recount=s.recount,
+                               question="How many women are there?").verified
+    got = align_call("cohort_count", {"what": "female patients", "sex": "female"},
+                     "how many female patients had covid-19?", s.names_something)
+    assert got["what"] == "covid-19"

@@ -150,12 +150,31 @@ class CohortCountArgs(BaseModel):
 _DIED = re.compile(r"\b(died|dead|deceased|deaths?|passed away|mortality)\b", re.I)
 _BORN = re.compile(r"\b(born|births?|birth ?dates?)\b", re.I)
 _PEOPLE = re.compile(r"^\s*(?:(?:the|all|of|in|total|number|patients?|people|persons?|individuals|women|men|"
-                     r"females?|males?|population|everyone|store|database|record|records)\s*)+$", re.I)
+                     r"females?|males?|population|everyone|everybody|store|database|dataset|data|set|registry|"
+                     r"cohort|sample|system|record|records|there|altogether|overall)\s*)+$", re.I)
 
 
 def _about_patients(what: str) -> bool:
     """Whether ``what`` names the patients themselves (deaths, births, everyone), not a record about them."""
     return bool(_DIED.search(what) or _BORN.search(what) or _PEOPLE.match(what))
+
+
+def people_word(word: str) -> bool:
+    """Whether ``word`` only says who is counted ("women", "patients", "database"), not what."""
+    return bool(_PEOPLE.match(word))
+
+
+def counts_patients_themselves(question: str) -> bool:
+    """Whether ``question`` asks about the patients alone (how many died, were born, are women), naming no record
+    about them ("how many female patients had covid-19?" names one)."""
+    from ehr_agent.tools import vocabulary as vocab
+
+    rest = _BORN.sub(" ", _DIED.sub(" ", question))
+    return not [w for w in vocab.content_stems(rest) if not people_word(w) and w not in _WHEN_WORDS]
+
+
+# Words that place a birth or a death in time ("a birth year earlier than 2021").
+_WHEN_WORDS = frozenset("earlier later before after since than year years date dates until prior".split())
 
 
 #: what ``cohort_count`` counts, in the order it tries them when the kind does not say
