@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 
 from ehr_agent.agent.cohort_answer import choose_what
-from ehr_agent.tools.facts import YEAR, YES_NO, _DEMOGRAPHIC, about_the_patient, one_year, written_dates
+from ehr_agent.tools.facts import YEAR, YES_NO, _DEMOGRAPHIC, about_the_patient, one_sex, one_year, written_dates
 from ehr_agent.tools.note_facts import beyond_topic, names_note_topic, topic_stems
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.vocabulary import named_words, noun_phrases
@@ -198,6 +198,10 @@ def align_count_args(args: dict, question: str, resolves: Callable[[str], bool] 
     if year and (out.get("start") or out.get("end")):
         # "stays that started in 2019" is 2019, not "from 2019 on" (the model gave start only).
         out["start"] = out["end"] = year
+    sex = one_sex(question)
+    if sex and out.get("sex") in (None, "any"):
+        # "How many male patients are there?" with no sex set counted everyone.
+        out["sex"] = sex
     if question and _WHO.search(question):
         out["count"] = "patients"
     if resolves is not None and question and isinstance(out.get("what"), str):

@@ -32,7 +32,7 @@ from ehr_agent.agent.citations import (
 )
 from ehr_agent.tools.cohort_tools import CohortToolError, canonical_cite, counts_patients_themselves, parse_cite, \
     query_dates
-from ehr_agent.tools.facts import one_year
+from ehr_agent.tools.facts import one_sex, one_year
 from ehr_agent.tools.store.base import StoreError
 
 QUERY_CITE = re.compile(r"\[\s*((?:query|patients):[^\[\]]+?)\s*\]")
@@ -152,6 +152,11 @@ def check_cohort_answer(
                 # question.
                 claim.reasons.append(f"[{q}] counts the patients themselves, but the question names a record about "
                                      "them; count the records that name it")
+            sex = one_sex(question)
+            if sex and not any(k in ("gender", "patient.gender") and v == sex for k, v in params):
+                # "How many male patients..." counted over everyone (or the other sex).
+                claim.reasons.append(f"[{q}] does not count {sex} patients only, but the question asks about them; "
+                                     f"count with sex {sex}")
             clinical = [v for k, v in params if k.split(":")[0] in ("date", "onset-date", "authoredon",
                                                                      "recorded-date", "period")]
             if question.strip() and clinical and not re.search(r"\b(1[89]\d\d|20\d\d)\b|\b(since|before|after|"

@@ -103,3 +103,23 @@ def test_a_count_of_the_patients_themselves_does_not_answer_a_question_about_a_r
     got = align_call("cohort_count", {"what": "female patients", "sex": "female"},
                      "how many female patients had covid-19?", s.names_something)
     assert got["what"] == "covid-19"
+
+
+def test_a_sex_the_question_names_is_counted(blaze_store):
+    """"How many male patients are there?" with no sex set counted all 120: align sets the sex, and a count over
+    everyone does not pass the check for it."""
+    from ehr_agent.agent.align import align_call
+    from ehr_agent.agent.cohort_citations import check_cohort_answer
+    from ehr_agent.tools.cohort_tools import CohortSession
+
+    people = list(blaze_store.search_all("Patient", {"_count": "1000"}))
+    s = CohortSession(blaze_store)
+    q = "How many male patients are there?"
+    out = s.call("cohort_count", align_call("cohort_count", {"what": "patients"}, q, s.names_something))
+    assert f"Answer: {sum(p.get('gender') == 'male' for p in people)} patients (male)" in out.text, out.text
+    s.call("cohort_count", {"what": "patients"})
+    everyone = f"{len(people)} patients [query:Patient?]."
+    bad = check_cohort_answer(everyone, ran=list(s.queries), recount=s.recount, question=q)
+    assert not bad.verified and "male patients only" in " ".join(r for c in bad.claims for r in c.reasons)
+    assert check_cohort_answer(everyone, ran=list(s.queries), recount=s.recount,
+                               question="How many patients are there?").verified

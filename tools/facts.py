@@ -95,6 +95,16 @@ def one_year(question: str) -> str | None:
     return years.pop()
 
 
+_FEMALE = re.compile(r"\b(women|woman|females?|girls?|ladies)\b", re.I)
+_MALE = re.compile(r"\b(men|man|males?|boys?|gentlemen)\b", re.I)
+
+
+def one_sex(question: str) -> str | None:
+    """"female" or "male" when ``question`` names exactly one sex ("How many male patients..."), else None."""
+    f, m = bool(_FEMALE.search(question or "")), bool(_MALE.search(question or ""))
+    return "female" if f and not m else ("male" if m and not f else None)
+
+
 class LookupArgs(BaseModel):
     """Arguments of ``lookup`` (descriptions are short: they cost prompt tokens on every question)."""
 
