@@ -69,8 +69,10 @@ _MON = r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?
 
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})(?:T[0-9:.]+(?:Z|[+-]\d{2}:\d{2})?)?\b")
 _ISO_MONTH = re.compile(r"\b(\d{4})-(\d{2})\b")
-_MDY = re.compile(_MON + r"\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b", re.I)
-_DMY = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+" + _MON + r",?\s+(\d{4})\b", re.I)
+# (also "13-May-2015", "May-13-2015": the ways tools.facts.written_dates reads a question)
+_MDY = re.compile(_MON + r"[\s/-]+(\d{1,2})(?:st|nd|rd|th)?,?[\s/-]+(\d{4})\b", re.I)
+_DMY = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?[\s/-]+" + _MON + r",?[\s/-]+(\d{4})\b", re.I)
+_YMD = re.compile(r"\b(\d{4})/(\d{1,2})/(\d{1,2})\b")
 _MY = re.compile(r"\b" + _MON + r",?\s+(\d{4})\b", re.I)
 _US = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
 # A standalone number: not glued to letters (A1c, COVID-19, LOINC codes written 4548-4 stay out).
@@ -159,6 +161,7 @@ def extract_values(text: str) -> tuple[set[str], set[str]]:
     take(_MDY, lambda m: _mk(m.group(3), _MONTHS.get(m.group(1).lower().rstrip("."), 0), m.group(2)))
     take(_DMY, lambda m: _mk(m.group(3), _MONTHS.get(m.group(2).lower().rstrip("."), 0), m.group(1)))
     take(_US, lambda m: _mk(m.group(3), m.group(1), m.group(2)))
+    take(_YMD, lambda m: _mk(m.group(1), m.group(2), m.group(3)))
     take(_ISO_MONTH, lambda m: _mk(m.group(1), m.group(2)))
     take(_MY, lambda m: _mk(m.group(2), _MONTHS.get(m.group(1).lower().rstrip("."), 0)))
     nums = {n for n in (canon_number(m.group(1)) for m in _NUM.finditer(rest)) if n is not None}

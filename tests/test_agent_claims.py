@@ -385,6 +385,10 @@ def test_an_answer_about_another_day_than_asked_is_flagged(fixture_store):
     bad = verdict(fixture_store, ALICE, f"The latest HbA1c was 6.5 % on 2023-10-03 [{latest}].", question=q)
     assert not bad.verified and "asks about 2015-06-20" in bad.unsupported_reasons[0]
     assert verdict(fixture_store, ALICE, f"On 2015-06-20 her HbA1c was 7.4 % [{A1C_2015}].", question=q).verified
+    # the probe's "labs drawn 13-May-2015" wrote the day with dashes: the latest reading passed as its answer
+    for q in ("Need her A1c from the labs drawn 20-Jun-2015.", "A1c on 2015/06/20?"):
+        bad = verdict(fixture_store, ALICE, f"The latest HbA1c was 6.5 % on 2023-10-03 [{latest}].", question=q)
+        assert not bad.verified and "asks about 2015-06-20" in bad.unsupported_reasons[0], q
 
 
 def test_uncited_count_is_cited_with_the_records_counted(fixture_store):

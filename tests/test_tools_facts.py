@@ -229,9 +229,20 @@ def test_numbers_inside_a_name_are_not_codes():
     ("Dec 30 2016", "2016-12-30"), ("30 December 2016", "2016-12-30"), ("December 30th, 2016", "2016-12-30"),
     ("October 2019", "2019-10"), ("Oct. 2019", "2019-10"), ("12/30/2016", "2016-12-30"),
     ("2019-10", "2019-10"), ("2016-12-30", "2016-12-30"), ("yesterday", "yesterday"), (None, None),
+    ("13-May-2015", "2015-05-13"), ("May-13-2015", "2015-05-13"), ("2015/05/13", "2015-05-13"), ("05/2015", "2015-05"),
+    ("13/2015", "13/2015"),
 ])
 def test_iso_date_reads_dates_written_in_words(text, iso):
     assert iso_date(text) == iso
+
+
+def test_written_dates_finds_days_written_with_dashes_and_slashes():
+    """The probe's "labs drawn 13-May-2015" (answered with the latest reading when the day went unread)."""
+    from ehr_agent.tools.facts import written_dates
+
+    assert written_dates("Need her Hgb from the labs drawn 13-May-2015.") == ["2015-05-13"]
+    assert written_dates("BP on 2015/05/13 and in 06/2016?") == ["2015-05-13", "2016-06"]
+    assert written_dates("in 2016") == []
 
 
 def test_on_date_finds_the_reading_of_a_day_written_in_words(fixture_store):

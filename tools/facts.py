@@ -48,6 +48,14 @@ def iso_date(text: str | None) -> str | None:
     t = text.strip().lower().replace(",", " ")
     if re.fullmatch(r"\d{4}(-\d{2}(-\d{2})?)?(t.*)?", t):
         return text.strip()
+    # "13-May-2015", "May-13-2015": a month's name between dashes or slashes reads as with spaces
+    t = re.sub(r"[-/]", " ", t) if re.search(r"[a-z]", t) else t
+    m = re.fullmatch(r"(\d{4})/(\d{1,2})/(\d{1,2})", t)
+    if m:
+        return f"{m.group(1)}-{int(m.group(2)):02d}-{int(m.group(3)):02d}"
+    m = re.fullmatch(r"(\d{1,2})/(\d{4})", t)  # month/year
+    if m and 1 <= int(m.group(1)) <= 12:
+        return f"{m.group(2)}-{int(m.group(1)):02d}"
     m = (re.fullmatch(rf"{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?\s+(\d{{4}})", t)
          or re.fullmatch(rf"(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\s+(\d{{4}})", t))
     if m:
@@ -64,7 +72,9 @@ def iso_date(text: str | None) -> str | None:
 
 
 _WRITTEN = re.compile(
-    rf"\b(\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{4}}|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|"
+    rf"\b(\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{4}}|\d{{4}}/\d{{1,2}}/\d{{1,2}}|\d{{1,2}}/\d{{4}}|"
+    rf"\d{{1,2}}[-/]{_MONTH}[-/]\d{{4}}|{_MONTH}[-/]\d{{1,2}}[-/]\d{{4}}|"
+    rf"{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|"
     rf"\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\s+\d{{4}}|{_MONTH}\s+(?:of\s+)?\d{{4}}|\d{{4}}-\d{{2}})\b", re.I)
 
 
