@@ -30,8 +30,12 @@ _WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|pe
 ASKS_NOW = re.compile(r"\b(right now|currently|current|at present|presently|these days|still|active|ongoing)\b", re.I)
 #: a question about an age ("how old was she when...", "at what age"); the claim check reads it the same way
 ASKS_AGE = re.compile(r"\b(how old|what age|at what age|age (?:at|when|of onset))\b", re.I)
-_FIRST_ASKED = re.compile(r"\b(first|earliest|since when|(?:put|started|start|starting|began|begin) on|"
-                          r"start(?:ed)? taking|first (?:picked|diagnosed))\b", re.I)
+#: a question about the first record ("Since when...", "When was he put on X?", "when amlodipine got added"); the
+#: claim check reads it the same way
+FIRST_ASKED = re.compile(r"\b(first|earliest|initial|initially|since when|how long ago did|onset|"
+                         r"(?:put|started|start|starting|began|begin) on|start(?:ed)? (?:taking|on)|"
+                         r"first (?:picked|diagnosed))\b|\bwhen\b.*\b(?:added|initiated|introduced|commenced)\b",
+                         re.I)
 _LAST_ASKED = re.compile(r"\b(last|latest|most recent|recent|current|currently|now)\b", re.I)
 _COMPARE = re.compile(r"\b(higher|lower|rise|rose|risen|fall|fell|fallen|up|down|increase[ds]?|decrease[ds]?|"
                       r"vs|versus|compare[ds]?|comparing|change[ds]?|went|gone|better|worse|improved?)\b", re.I)
@@ -109,15 +113,15 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         for k in ("start", "end", "date"):
             out.pop(k, None)
         return out
-    if op == "latest" and _FIRST_ASKED.search(question) and not _LAST_ASKED.search(question) \
+    if op == "latest" and FIRST_ASKED.search(question) and not _LAST_ASKED.search(question) \
             and not _PERIODISH.search(re.sub(r"\bsince when\b", " ", question, flags=re.I)):
         # "Since when has she been taking X?", "When was he put on X?": the first record, not the latest.
         out["op"] = "first"
     years = sorted(set(YEAR.findall(question)))
     if op == "change" and len(years) < 2 and not _COMPARE.search(question) and not _RANGE_WORDS.search(question):
         # A change the question does not ask about ("On what date was X first recorded?"): its first or latest.
-        if _FIRST_ASKED.search(question) or _LAST_ASKED.search(question):
-            op = out["op"] = "first" if _FIRST_ASKED.search(question) else "latest"
+        if FIRST_ASKED.search(question) or _LAST_ASKED.search(question):
+            op = out["op"] = "first" if FIRST_ASKED.search(question) else "latest"
             out.pop("start", None)
             out.pop("end", None)
     if len(years) >= 2 and _COMPARE.search(question) and op in ("latest", "first", "on_date", "all", "change"):
@@ -223,4 +227,4 @@ def align_call(name: str, args: dict, question: str, resolves: Callable[[str], b
     return args
 
 
-__all__ = ["ASKS_AGE", "ASKS_NOW", "align_call", "align_count_args", "align_lookup_args"]
+__all__ = ["ASKS_AGE", "ASKS_NOW", "FIRST_ASKED", "align_call", "align_count_args", "align_lookup_args"]

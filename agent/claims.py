@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ehr_agent.agent.align import ASKS_AGE, ASKS_NOW
+from ehr_agent.agent.align import ASKS_AGE, ASKS_NOW, FIRST_ASKED
 from ehr_agent.agent.citations import GRAMMAR_WORDS, cited_refs, extract_values, split_sentences
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.note_facts import beyond_topic, names_note_topic, topic_stems
@@ -56,9 +56,6 @@ STABLE = re.compile(r"\b(stable|unchanged|did not change|didn't change|no change
                     r"(?:did not|didn't|does not|doesn't) (?:go|move|trend) (?:up or down|down or up)|no (?:clear )?trend)\b", _I)
 AGE = re.compile(r"\b(?:(\d{1,3})\s*(?:-\s*)?(?:years?|yrs?)(?:\s*|-)old|aged?\s+(?:of\s+)?(\d{1,3})\b|"
                  r"at (?:the age of )?(\d{1,3})(?: years)?\b(?! ?(?:%|mg|kg|cm|mm|/)))", _I)
-FIRST_ASKED = re.compile(r"\b(first|earliest|initial|initially|since when|how long ago did|onset|"
-                         r"(?:put|started|start|starting|began|begin) on|start(?:ed)? (?:taking|on)|first (?:picked|diagnosed))\b",
-                         _I)
 ACTIVE = re.compile(r"\b(currently|still|is on|is taking|remains on|active|ongoing)\b", _I)
 _SAYS_AGE = re.compile(r"\b\d{1,3}\s*(?:years?|yrs?|y/?o)\b|\b(?:was|is|were|aged?) \d{1,3}(?![\d.,])(?!\s*(?:%|mg|kg|cm|mm|/|[a-z]))", _I)
 _ACTIVE_TYPES = ("Condition", "MedicationRequest", "CarePlan", "AllergyIntolerance")
@@ -598,7 +595,8 @@ class ClaimChecker:
             day = _DAY.search(body)
             if day and start is None and end is None:
                 start = end = day.group(1)
-        if names_note_topic(thing) and hasattr(self.s, "notes_say"):
+        read_notes = False
+        if (names_note_topic(thing) or names_note_topic(self.question)) and hasattr(self.s, "notes_say"):
             # A topic only the notes write about (a visit's complaints, education): their statements say
             # whether the record holds it.
             # The thing asked about among the notes' complaints ("tingling") must be what they state, not
@@ -613,6 +611,7 @@ class ClaimChecker:
             if topic == thing:
                 return None  # the topic itself, which no note states (the notes' own names are not it)
             thing = topic  # the coded record is searched for the thing, not for "notes" or "complaints"
+            read_notes = True
         # Diagnoses, drugs, vaccines and allergies first (as a yes/no question resolves), then measurements.
         matches, res, _ = self.lookup.resolve(LookupArgs(op="exists", what=thing[:200], start=start, end=end))
         if not matches:
@@ -622,6 +621,15 @@ class ClaimChecker:
         # One word of a longer name ("low" of Low Density Lipoprotein) does not say the thing is named.
         strong = [m for m in matches if m.why.startswith("every ") or (m.score >= 1.0 and not vocab.weak_match(m))]
         if not strong:
+            # (The notes' text, read above, is a vocabulary of its own: what they never say is checked there.)
+            unknown = [] if read_notes else self._unknown_words(thing)
+            if unknown:
+                # "No, the record has no CVA": a word that no record of the store and no lay name knows cannot be
+                # looked for, so its absence is not shown (her stroke is written "Cerebrovascular accident").
+                return ClaimFailure("absence", "the check cannot tell",
+                                    f"no record of the store is named by {', '.join(unknown)}, and it is no known lay "
+                                    "name or abbreviation: its absence cannot be checked; look it up under its full "
+                                    "name")
             return None
         res = [r for r in res if self._day(r) and _in(self._day(r), start, end)]
         if ASKS_NOW.search(f"{body} {self.question}") or re.search(r"\bnow\b", f"{body} {self.question}", _I):
@@ -634,6 +642,28 @@ class ClaimChecker:
         return ClaimFailure("absence", "the record does hold it",
                             f"the record does hold {strong[0].concept.display}: {names}", self._ev(shown))
 
+
+    def _unknown_words(self, thing: str) -> list[str]:
+        """The words of ``thing`` that name nothing in the whole store (no code display or text holds them) and
+        are not part of a lay name or abbreviation the vocabulary knows; [] when the store cannot search text."""
+        covered = {w for p, _, _ in vocab.lay_phrases(thing) for w in vocab.words(p)}
+        stems = vocab.content_stems(thing)
+        out = []
+        for w in dict.fromkeys(vocab.words(thing)):
+            if w in covered or vocab.stem(w) not in stems or w in _NOTE_GRAMMAR:
+                continue
+            try:
+                if not any(self.s.store.count(t, {p: w}) for t, p in _TEXT_SEARCHES):
+                    out.append(w)
+            except StoreError:
+                return []  # a server without :text search: the check cannot tell, and says nothing
+        return out
+
+
+# Where a word of a record's name is searched across the store (the ``:text`` modifier on its code).
+_TEXT_SEARCHES = (("Condition", "code:text"), ("Procedure", "code:text"), ("MedicationRequest", "code:text"),
+                  ("Immunization", "vaccine-code:text"), ("Observation", "code:text"),
+                  ("AllergyIntolerance", "code:text"), ("CarePlan", "category:text"), ("Encounter", "type:text"))
 
 # Beyond grammar, the words a sentence uses to say that a note says something.
 _NOTE_GRAMMAR = GRAMMAR_WORDS | frozenset("""about any being chart described describes documented here him indicated

@@ -251,7 +251,8 @@ def test_no_direct_answer_when_the_question_does_not_name_what_the_lookup_found(
     # tests/test_note_facts.py. Here the question names no such topic.)
     q = "Was the patient's overall risk described as low, middle or high?"
     r = answer(blaze_store, pid, q, model=ScriptedModel([call, "Not in the record."]))
-    assert r.steps == 2 and "Lipoprotein" not in r.answer, r
+    # (the model's "Not in the record." is then unverified: no record names an "overall risk" to look for)
+    assert r.steps >= 2 and "Lipoprotein" not in r.answer, r
     r = answer(blaze_store, pid, "What was the patient's last LDL?", model=ScriptedModel([call, "Not in the record."]))
     assert r.steps == 1 and "Low Density Lipoprotein" in r.answer, r
 

@@ -203,6 +203,18 @@ LAY_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "heart attack": (("myocardial infarction",), ("22298006", "399211009")),
     "mi": (("myocardial infarction",), ("22298006", "399211009")),
     "stroke": (("stroke", "cerebrovascular accident"), ("230690007",)),
+    # clinicians' abbreviations (as typed in notes and questions)
+    "cva": (("stroke", "cerebrovascular accident"), ("230690007",)),
+    "tia": (("transient ischemic attack",), ("266257000",)),
+    "mini stroke": (("transient ischemic attack",), ("266257000",)),
+    "gerd": (("gastroesophageal reflux", "gastro-esophageal reflux"), ("235595009",)),
+    "acid reflux": (("gastroesophageal reflux", "gastro-esophageal reflux"), ("235595009",)),
+    "osa": (("sleep apnea",), ("78275009",)),
+    "esrd": (("end-stage renal disease", "end stage renal disease"), ("46177005",)),
+    "hld": (("hyperlipidemia",), ("55822004",)),
+    "oa": (("osteoarthritis",), ()),
+    "ra": (("rheumatoid arthritis",), ("69896004",)),
+    "kidney stones": (("kidney stone", "nephrolithiasis", "renal calculus"), ()),
     "afib": (("atrial fibrillation",), ("49436004",)),
     "a-fib": (("atrial fibrillation",), ("49436004",)),
     "heart failure": (("heart failure",), ("88805009", "84114007")),
@@ -552,6 +564,8 @@ data record records recorded chart database diagnosed diagnosis history year yea
 their his her its they them he she it we our us you your
 last latest first recent most current currently earliest initial previous newest oldest
 value values level levels reading readings result results measurement measurements
+i me my mine when where why whose remind tell show give pull please can could would should will let know
+need want see check find look
 """.split())
 
 _PHRASE_BREAKS = re.compile(r"[^\w\s'-]+")
