@@ -622,7 +622,7 @@ class ClaimChecker:
         strong = [m for m in matches if m.why.startswith("every ") or (m.score >= 1.0 and not vocab.weak_match(m))]
         if not strong:
             # (The notes' text, read above, is a vocabulary of its own: what they never say is checked there.)
-            unknown = [] if read_notes else self._unknown_words(thing)
+            unknown = [] if read_notes else self.lookup.unknown_words(thing)
             if unknown:
                 # "No, the record has no CVA": a word that no record of the store and no lay name knows cannot be
                 # looked for, so its absence is not shown (her stroke is written "Cerebrovascular accident").
@@ -643,27 +643,6 @@ class ClaimChecker:
                             f"the record does hold {strong[0].concept.display}: {names}", self._ev(shown))
 
 
-    def _unknown_words(self, thing: str) -> list[str]:
-        """The words of ``thing`` that name nothing in the whole store (no code display or text holds them) and
-        are not part of a lay name or abbreviation the vocabulary knows; [] when the store cannot search text."""
-        covered = {w for p, _, _ in vocab.lay_phrases(thing) for w in vocab.words(p)}
-        stems = vocab.content_stems(thing)
-        out = []
-        for w in dict.fromkeys(vocab.words(thing)):
-            if w in covered or vocab.stem(w) not in stems or w in _NOTE_GRAMMAR:
-                continue
-            try:
-                if not any(self.s.store.count(t, {p: w}) for t, p in _TEXT_SEARCHES):
-                    out.append(w)
-            except StoreError:
-                return []  # a server without :text search: the check cannot tell, and says nothing
-        return out
-
-
-# Where a word of a record's name is searched across the store (the ``:text`` modifier on its code).
-_TEXT_SEARCHES = (("Condition", "code:text"), ("Procedure", "code:text"), ("MedicationRequest", "code:text"),
-                  ("Immunization", "vaccine-code:text"), ("Observation", "code:text"),
-                  ("AllergyIntolerance", "code:text"), ("CarePlan", "category:text"), ("Encounter", "type:text"))
 
 # Beyond grammar, the words a sentence uses to say that a note says something.
 _NOTE_GRAMMAR = GRAMMAR_WORDS | frozenset("""about any being chart described describes documented here him indicated

@@ -563,3 +563,22 @@ def test_a_sentence_backed_only_by_a_note_states_what_the_note_says(blaze_store)
     assert good.verified, good.unsupported_reasons
     bad = check(f"The patient comes from a low socioeconomic background [{ref}].")
     assert not bad.verified and "low" in bad.unsupported_reasons[0]
+
+
+@pytest.mark.shared
+def test_an_abbreviation_nothing_is_named_by_gets_no_verified_no(blaze_store):
+    """The probe's "Any prior CVA for her?" got a verified "No, the record has no CVA." for a patient with a
+    stroke. CVA is now a lay name (lookup answers Yes); an abbreviation no record and no lay name knows ("SAH")
+    gets no computed answer from lookup, and a "No" about it is not verified; a written-out name that no record
+    of this patient holds still gets a verified "No"."""
+    pid = next(p["id"] for p in blaze_store.search_all("Patient", {"_count": "200"})
+               if any("Stroke" in (c["code"].get("text") or c["code"]["coding"][0].get("display", ""))
+                      for c in blaze_store.search_all("Condition", {"_count": "1000"}, compartment=("Patient", p["id"]))))
+    s = PatientSession(blaze_store, pid, AS_OF)
+    assert "Answer: Yes, Stroke" in s.call("lookup", {"op": "exists", "what": "CVA"}).text
+    sah = s.call("lookup", {"op": "exists", "what": "SAH"}).text
+    assert "Answer:" not in sah and "named by sah" in sah, sah
+    bad = verdict(blaze_store, pid, "No, the record has no SAH.", question="Any history of SAH?")
+    assert not bad.verified and "cannot be checked" in bad.unsupported_reasons[0]
+    assert not verdict(blaze_store, pid, "No, the record has no CVA.", question="Any prior CVA for her?").verified
+    assert verdict(blaze_store, pid, "No, the record has no tuberculosis.", question="Any history of tuberculosis?").verified

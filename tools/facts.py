@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.retrieval.projections import Row, concept_display, render_quantity
 from ehr_agent.tools.scope import ref_of
+from ehr_agent.tools.store.base import StoreError
 
 Op = Literal["latest", "first", "on_date", "count", "change", "exists", "active_on", "list", "age_at", "ended", "all"]
 #: "note": what the clinical notes' text states (tools.note_facts), before any coded record
@@ -129,6 +130,12 @@ class LookupArgs(BaseModel):
     @classmethod
     def _iso(cls, v: str | None) -> str | None:
         return iso_date(v)
+
+
+#: where a word of a record's name is searched across the store (the ``:text`` modifier on its code)
+TEXT_SEARCHES = (("Condition", "code:text"), ("Procedure", "code:text"), ("MedicationRequest", "code:text"),
+                 ("Immunization", "vaccine-code:text"), ("Observation", "code:text"), ("AllergyIntolerance", "code:text"),
+                 ("CarePlan", "category:text"), ("Encounter", "type:text"))
 
 
 class FactSession(Protocol):
@@ -479,8 +486,17 @@ class Lookup:
                     + (f" among {kind} records" if kind != "any" else "") + ".")
             if near:
                 text += " Similar names in the record: " + "; ".join(near) + "."
-            if a.op == "exists":
+            unknown = self.unknown_words(a.what) if a.op in ("exists", "count") and a.kind != "note" else []
+            if unknown:
+                # No answer from a word nothing is named by: it may be written another way in this record.
+                text += (f"\nNo record of this store is named by {', '.join(unknown)}: it may be written another way "
+                         "(its full name, or search_record).")
+            elif a.op == "exists":
                 text += f"\nAnswer: No, the record has no {a.what}."
+            elif a.op == "count" and vocab.lay_phrases(a.what):
+                # A thing the vocabulary knows by its codes, of which this record holds none.
+                text += f"\nAnswer: 0: the record has no {a.what}."
+                return Fact(text=text, computed=["0"])
             return Fact(text=text)
         matched = "; ".join(labels) + (f" (+{len(matches) - 6} more)" if len(matches) > 6 else "")
         fn: Callable[..., Fact] = getattr(self, f"_op_{a.op}")
@@ -489,6 +505,36 @@ class Lookup:
         fact.concepts = labels
         fact.weak = all(vocab.weak_match(m) for m in matches)
         return fact
+
+    def unknown_words(self, what: str) -> list[str]:
+        """The abbreviations of ``what`` that name nothing in the whole store (no code's display or text holds
+        them) and that the vocabulary does not know ("CVA": the record writes "Stroke"), when ``what`` has no word
+        a record or a lay name knows. A thing named only so cannot be looked for, so "the record has no X" cannot
+        be shown. [] when the session has no store, or the store cannot search text."""
+        store = getattr(self.s, "store", None)
+        if store is None:
+            return []
+        if vocab.lay_phrases(what):
+            return []  # a name the vocabulary knows ("covid shot"): looked for by its codes
+        stems = vocab.content_stems(what)
+        caps = {w.lower() for w in re.findall(r"\b[A-Z][A-Z0-9]{1,5}\b", what)}
+        out = []
+        for w in dict.fromkeys(vocab.words(what)):
+            if vocab.stem(w) not in stems or w in vocab.QUALIFIERS:
+                continue
+            if len(w) > 4 and w not in caps:
+                # A word written out ("tuberculosis") names the thing itself; what no record holds is absent. The
+                # risk is in abbreviations ("CVA", "SAH"), which a record writes out.
+                return []
+            try:
+                if any(store.count(t, {p: w}) for t, p in TEXT_SEARCHES):
+                    # One word some record is named by is enough to look for the thing (the others may be the
+                    # question's own words: "gotten", "about").
+                    return []
+            except StoreError:
+                return []
+            out.append(w)
+        return out
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _ev(self, rs: Sequence[dict]) -> dict[str, str]:

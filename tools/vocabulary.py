@@ -293,6 +293,12 @@ LAY_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ed": (("emergency",), ("EMER",)),
     "emergency room": (("emergency",), ("EMER",)),
     "urgent care": (("urgent care",), ("urgentcare",)),
+    "well child": (("well child visit",), ("410620009",)),
+    "well-child": (("well child visit",), ("410620009",)),
+    "well-child checkup": (("well child visit",), ("410620009",)),
+    "well child checkup": (("well child visit",), ("410620009",)),
+    "well-baby": (("well child visit",), ("410620009",)),
+    "well baby": (("well child visit",), ("410620009",)),
     "wellness": (("wellness", "check up", "general examination"), ("WELLNESS", "wellness")),
     "checkup": (("wellness", "check up", "general examination"), ("WELLNESS", "wellness")),
     "check-up": (("wellness", "check up", "general examination"), ("WELLNESS", "wellness")),
@@ -319,6 +325,7 @@ picked found detected noted documented diagnosed-with reported listed shown
 marked resolved active inactive stopped ended undergo underwent undergone did does having recent value
 list lists which what file intolerance intolerances known
 performed perform administered now today presently present
+should would gotten getting aware flag flagged
 """.split())
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -567,6 +574,10 @@ value values level levels reading readings result results measurement measuremen
 i me my mine when where why whose remind tell show give pull please can could would should will let know
 need want see check find look
 """.split())
+
+#: words that qualify a thing without naming it ("any prior CVA", "a known seizure disorder")
+QUALIFIERS = frozenset("""prior previous previously past earlier known documented confirmed noted listed
+recorded diagnosed ongoing active history""".split())
 
 _PHRASE_BREAKS = re.compile(r"[^\w\s'-]+")
 
