@@ -302,3 +302,23 @@ def test_one_lay_name_for_an_analyte_coded_two_ways_is_one_series(blaze_store):
     s = PatientSession(blaze_store, p["id"], "2030-01-01")
     assert f"[Observation/{both[-1]['id']}]" in answer_line(s.call("lookup", {"op": "latest", "what": "creat"}))
     assert f"[Observation/{both[0]['id']}]" in answer_line(s.call("lookup", {"op": "first", "what": "creat"}))
+
+
+@pytest.mark.shared
+def test_a_whole_name_is_that_record_not_another_sharing_a_word(blaze_store):
+    """The probe's "Is a seizure disorder documented for her?": lookup answered with "History of single seizure"
+    and "Seizure disorder" together, and the concept check then refused the answer for citing the first.
+    A record's whole name now resolves to that record alone; a word both share still finds both."""
+    from ehr_agent.tools.patient_tools import PatientSession
+
+    def names(pid):
+        return {c["code"]["coding"][0]["display"] for c in
+                blaze_store.search_all("Condition", {"_count": "1000"}, compartment=("Patient", pid))}
+
+    pid = next(p["id"] for p in blaze_store.search_all("Patient", {"_count": "200"})
+               if {"Seizure disorder", "History of single seizure (situation)"} <= names(p["id"]))
+    s = PatientSession(blaze_store, pid, "2026-12-02")
+    whole = s.call("lookup", {"op": "exists", "what": "Seizure disorder"}).text
+    assert "matched Seizure disorder (" in whole and "History of single seizure" not in whole, whole
+    word = s.call("lookup", {"op": "exists", "what": "seizures"}).text
+    assert "History of single seizure" in word and "Seizure disorder" in word, word

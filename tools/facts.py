@@ -420,6 +420,10 @@ class Lookup:
             if matches:
                 # A measurement is one series; other kinds take every concept the words name (all flu vaccines).
                 top = matches[0]
+                if top.why.startswith("name "):
+                    # The words are a record's whole name ("Seizure disorder"): that record, not another that
+                    # shares a word with it ("History of single seizure").
+                    matches = [m for m in matches if m.why.startswith("name ")]
                 if top.concept.key.startswith("component|"):
                     self.component = set(top.concept.codes)
                 if top.concept.type == "Observation":
