@@ -22,6 +22,13 @@ from ehr_agent.tools.vocabulary import named_words, noun_phrases
 _RANGE_WORDS = re.compile(r"\b(since|between|from\b.+\b(?:to|until|till|through)|after|before|until|through|over|during the|trend|rise|fall|"
                           r"up or down|change|changed|compare|comparing|moved)\b", re.I)
 _PERIODISH = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(since|before|after|between|during|year|month)\b", re.I)
+_PEOPLE_ASKED = re.compile(r"\b(everyone|everybody|anyone|people|persons|individuals|group|population|patients|pts|"
+                           r"women|men|children|kids)\b", re.I)
+_RECORDS_ASKED = re.compile(r"\b(how many|number of|total|count of|tally of)\s+(?:\w+\s+){0,3}?(visits|encounters|stays|"
+                            r"admissions|doses|shots|vaccinations|injections|records|prescriptions|orders|procedures|"
+                            r"times|colonoscopies|mammograms|tests)\b|\b(visits|encounters|doses|procedures)\b.*\btotal\b|"
+                            r"\bvolume\b", re.I)
+_BOUND = re.compile(r"\b(before|earlier than|prior to|after|later than|since)\s+(?:\w+\s+)?(1[89]\d\d|20\d\d)\b", re.I)
 _WHO = re.compile(r"\b(how many|number of)\s+(?:\w+\s+){0,2}?(patients|people|persons|individuals|women|men|"
                   r"children|kids|females|males)\b", re.I)
 
@@ -202,11 +209,25 @@ def align_count_args(args: dict, question: str, resolves: Callable[[str], bool] 
     if year and (out.get("start") or out.get("end")):
         # "stays that started in 2019" is 2019, not "from 2019 on" (the model gave start only).
         out["start"] = out["end"] = year
+    bound = _BOUND.search(question or "")
+    if bound and len(set(YEAR.findall(question))) == 1:
+        # "born before 1950", "flu shots since 2018": one open bound, whatever window the model wrote.
+        word, y = bound.group(1).lower(), int(bound.group(2))
+        out.pop("start", None)
+        out.pop("end", None)
+        if word in ("before", "earlier than", "prior to"):
+            out["end"] = str(y - 1)
+        elif word in ("after", "later than"):
+            out["start"] = str(y + 1)
+        else:
+            out["start"] = str(y)
     sex = one_sex(question)
     if sex and out.get("sex") in (None, "any"):
         # "How many male patients are there?" with no sex set counted everyone.
         out["sex"] = sex
-    if question and _WHO.search(question):
+    if question and (_WHO.search(question) or (_PEOPLE_ASKED.search(question) and not _RECORDS_ASKED.search(question))):
+        # ("a count of everyone with an amlodipine order", "how big is the group that...": patients, unless the
+        # question counts records: "how many visits", "total doses")
         out["count"] = "patients"
     if resolves is not None and question and isinstance(out.get("what"), str):
         out["what"] = choose_what(out["what"], question, resolves)

@@ -34,9 +34,16 @@ def choose_what(model_what: str, question: str, resolves: Callable[[str], bool])
         for run in runs:
             # (or a word's root in it: "diabetes" in "prediabetic")
             if all(any(m in w or (len(m) >= 6 and m[:-2] in w) for w in run) for m in mine):
-                phrase = " ".join(run)
-                if phrase != " ".join(mine) and resolves(phrase):
-                    return phrase
+                # The whole phrase, else its longest part that holds the model's words and names something
+                # ("peanut allergy" of "peanut allergy prevalence").
+                spans = sorted(((i, j) for i in range(len(run)) for j in range(i + 1, len(run) + 1)),
+                               key=lambda ij: ij[0] - ij[1])
+                for i, j in spans:
+                    part = run[i:j]
+                    phrase = " ".join(part)
+                    if len(part) > len(mine) and all(any(m in w or (len(m) >= 6 and m[:-2] in w) for w in part)
+                                                     for m in mine) and resolves(phrase):
+                        return phrase
                 break
     ours = _naming(question)
     if mine and resolves(model_what) and _naming(model_what) & ours:

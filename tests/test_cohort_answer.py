@@ -73,3 +73,34 @@ def test_one_year_asked_is_counted_for_that_year_only():
     # An open range the question writes stays open.
     q = "How many hospital stays have there been since 2019?"
     assert "end" not in align_call("cohort_count", {"what": "inpatient stays", "start": "2019"}, q)
+
+
+def test_an_open_bound_the_question_writes_is_the_window():
+    """The cohort probe's "birth date earlier than 1950" counted with start = end = 1950 (one patient)."""
+    from ehr_agent.agent.align import align_call
+
+    q = "Number of patients with a birth date earlier than 1950?"
+    out = align_call("cohort_count", {"what": "born", "start": "1950", "end": "1950"}, q)
+    assert "start" not in out and out["end"] == "1949"
+    out = align_call("cohort_count", {"what": "flu shot", "start": "2018", "end": "2018"}, "How many flu shots after 2018?")
+    assert out["start"] == "2019" and "end" not in out
+    out = align_call("cohort_count", {"what": "flu shot", "start": "2018", "end": "2018"}, "How many flu shots since 2018?")
+    assert out["start"] == "2018" and "end" not in out
+
+
+def test_people_asked_for_are_counted_as_patients_unless_records_are():
+    """"a count of everyone with an amlodipine order" and "how big is the group that..." count patients (the
+    model asked for records); "how many visits ... for male patients" still counts visits."""
+    from ehr_agent.agent.align import align_call
+
+    for q in ("Give me a count of everyone with an amlodipine order anywhere in their chart.",
+              "How big is the group that has been prescribed albuterol?"):
+        assert align_call("cohort_count", {"what": "amlodipine", "count": "records"}, q)["count"] == "patients", q
+    for q in ("Ambulatory visit volume for male patients in 2019 - how many visits?",
+              "Total Td booster doses administered in 2010?", "How many doses of HPV vaccine did patients get in 2013?"):
+        assert align_call("cohort_count", {"what": "visits", "count": "records"}, q)["count"] == "records", q
+
+
+def test_a_longer_part_of_the_question_phrase_that_names_something_is_taken():
+    assert choose_what("allergy", "Peanut allergy prevalence: how many patients have one documented?",
+                       lambda p: p.lower() in {"allergy", "peanut allergy"}) == "peanut allergy"

@@ -458,9 +458,9 @@ class CohortSession:
         from ehr_agent.tools import vocabulary as vocab
         from ehr_agent.tools.facts import guess_kind
 
-        if a.kind == "patient" or (a.kind == "any" and _about_patients(a.what)):
+        if _about_patients(a.what):  # (kind "patient" with a record's name, "allergy", counts the record)
             return self._count_patients_themselves(a), [], "Patient"
-        kind = a.kind if a.kind != "any" else guess_kind(a.what)
+        kind = a.kind if a.kind not in ("any", "patient") else guess_kind(a.what)
         order = {"condition": ["Condition"], "medication": ["MedicationRequest"], "vaccine": ["Immunization"],
                  "procedure": ["Procedure"], "visit": ["Encounter"], "allergy": ["AllergyIntolerance"]}
         types = order.get(kind, list(COUNTED_TYPES))

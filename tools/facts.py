@@ -94,7 +94,8 @@ def written_dates(text: str) -> list[str]:
 YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 #: a question that asks yes or no ("Is...", "Did...", "Any history of...")
 YES_NO = re.compile(r"\s*(is|are|was|were|did|does|do|has|have|had|any)\b", re.I)
-_OPEN_RANGE = re.compile(r"\b(since|after|before|until|till|through|from|between|up to|prior to|by)\b", re.I)
+_OPEN_RANGE = re.compile(r"\b(since|after|before|until|till|through|from|between|up to|prior to|by|earlier than|"
+                         r"later than|older than|younger than)\b", re.I)
 
 
 def one_year(question: str) -> str | None:

@@ -293,6 +293,8 @@ LAY_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ed": (("emergency",), ("EMER",)),
     "emergency room": (("emergency",), ("EMER",)),
     "urgent care": (("urgent care",), ("urgentcare",)),
+    "mammogram": (("mammography", "mammogram"), ()),
+    "mammography": (("mammography", "mammogram"), ()),
     "well child": (("well child visit",), ("410620009",)),
     "well-child": (("well child visit",), ("410620009",)),
     "well-child checkup": (("well child visit",), ("410620009",)),
