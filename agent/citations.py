@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ehr_agent.tools.store.compartment import PATIENT_COMPARTMENT, SHARED_TYPES
+from ehr_agent.tools.facts import iso_date
 
 UNSUPPORTED_MARK = "[unsupported]"
 _RANGE_WORDS = re.compile(r"\b(since|between|and|from|after|before|as of|until|till|through|by|prior to|up to|during)\W*$", re.I)
@@ -74,7 +75,7 @@ _MDY = re.compile(_MON + r"[\s/-]+(\d{1,2})(?:st|nd|rd|th)?,?[\s/-]+(\d{4})\b", 
 _DMY = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?[\s/-]+" + _MON + r",?[\s/-]+(\d{4})\b", re.I)
 _YMD = re.compile(r"\b(\d{4})/(\d{1,2})/(\d{1,2})\b")
 _MY = re.compile(r"\b" + _MON + r",?\s+(\d{4})\b", re.I)
-_US = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")
+_US = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b(?!/)")
 # A standalone number: not glued to letters (A1c, COVID-19, LOINC codes written 4548-4 stay out).
 _NUM = re.compile(r"(?<![\w.\-/])(-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?)(?![\w\-/]|\.\d)")
 _LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+")
@@ -160,7 +161,7 @@ def extract_values(text: str) -> tuple[set[str], set[str]]:
     take(_ISO_DATE, lambda m: _mk(m.group(1), m.group(2), m.group(3)))
     take(_MDY, lambda m: _mk(m.group(3), _MONTHS.get(m.group(1).lower().rstrip("."), 0), m.group(2)))
     take(_DMY, lambda m: _mk(m.group(3), _MONTHS.get(m.group(2).lower().rstrip("."), 0), m.group(1)))
-    take(_US, lambda m: _mk(m.group(3), m.group(1), m.group(2)))
+    take(_US, lambda m: _mk(m.group(3) if len(m.group(3)) == 4 else iso_date(m.group(0))[:4], m.group(1), m.group(2)))
     take(_YMD, lambda m: _mk(m.group(1), m.group(2), m.group(3)))
     take(_ISO_MONTH, lambda m: _mk(m.group(1), m.group(2)))
     take(_MY, lambda m: _mk(m.group(2), _MONTHS.get(m.group(1).lower().rstrip("."), 0)))

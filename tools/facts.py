@@ -66,14 +66,20 @@ def iso_date(text: str | None) -> str | None:
     m = re.fullmatch(rf"{_MONTH}\s+(?:of\s+)?(\d{{4}})", t)
     if m:
         return f"{m.group(2)}-{_MONTHS[m.group(1).rstrip('.')]:02d}"
-    m = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", t)  # US order, as Synthea's people would write it
-    if m:
-        return f"{m.group(3)}-{int(m.group(1)):02d}-{int(m.group(2)):02d}"
+    m = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})", t)  # US order, as Synthea's people would write it
+    if m and 1 <= int(m.group(1)) <= 12 and 1 <= int(m.group(2)) <= 31:
+        year = m.group(3) if len(m.group(3)) == 4 else _century(m.group(3))
+        return f"{year}-{int(m.group(1)):02d}-{int(m.group(2)):02d}"
     return text
 
 
+def _century(yy: str) -> str:
+    """A two-digit year ("10/23/20") in the century that puts it at or before today."""
+    return f"{'20' if int(yy) <= date.today().year % 100 else '19'}{yy}"
+
+
 _WRITTEN = re.compile(
-    rf"\b(\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{4}}|\d{{4}}/\d{{1,2}}/\d{{1,2}}|\d{{1,2}}/\d{{4}}|"
+    rf"\b(\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/(?:\d{{4}}|\d{{2}}(?![\d/]))|\d{{4}}/\d{{1,2}}/\d{{1,2}}|\d{{1,2}}/\d{{4}}|"
     rf"\d{{1,2}}[-/]{_MONTH}[-/]\d{{4}}|{_MONTH}[-/]\d{{1,2}}[-/]\d{{4}}|"
     rf"{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|"
     rf"\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\s+\d{{4}}|{_MONTH}\s+(?:of\s+)?\d{{4}}|\d{{4}}-\d{{2}})\b", re.I)
