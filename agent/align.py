@@ -13,7 +13,8 @@ import re
 from collections.abc import Callable
 
 from ehr_agent.agent.cohort_answer import choose_what
-from ehr_agent.tools.facts import YEAR, YES_NO, _DEMOGRAPHIC, about_the_patient, one_sex, one_year, written_dates
+from ehr_agent.tools.facts import YEAR, YES_NO, _DEMOGRAPHIC, about_the_patient, kind_word, one_sex, one_year, \
+    written_dates
 from ehr_agent.tools.note_facts import beyond_topic, names_note_topic, topic_stems
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.vocabulary import named_words, noun_phrases
@@ -73,6 +74,13 @@ def align_lookup_args(args: dict, question: str, resolves: Callable[[str], bool]
         # (With a notes topic in the question, the phrase that "resolves" is often the notes themselves; the
         # rules below hold ``what`` to the question instead.)
         out["what"] = what = choose_what(what, question, resolves)
+    whole = kind_word(question)
+    if whole and vocab.named_words(what) and op in ("on_date", "list", "all", "active_on", "count") and not subject \
+            and not vocab.content_stems(what) & vocab.content_stems(question) \
+            and not any(p in question.lower() for p, _, _ in vocab.lay_phrases(what)):
+        # "Which shots did he get on Jun 2 2013?" asked as "flu shot": a thing the question does not name; the
+        # question asks for every record of the kind.
+        out["what"] = what = whole
     topic = notes_topic(what, question)
     if topic:
         # lookup "notes" answers with the notes' names and dates; what the question asks of them is the topic.

@@ -40,7 +40,7 @@ from ehr_agent.agent.citations import GRAMMAR_WORDS, cited_refs, extract_values,
 from ehr_agent.tools import vocabulary as vocab
 from ehr_agent.tools.note_facts import beyond_topic, names_note_topic, topic_stems
 from ehr_agent.tools.facts import Lookup, LookupArgs, _concept_field, _end_date, _status, about_the_patient, \
-    YES_NO, age_between, guess_kind, numeric_value, ref_of, value_text, written_dates
+    YES_NO, age_between, guess_kind, kind_word, numeric_value, ref_of, value_text, written_dates
 from ehr_agent.tools.patient_tools import note_chunks
 from ehr_agent.tools.retrieval.projections import concept_display
 from ehr_agent.tools.store.base import StoreError
@@ -238,6 +238,25 @@ class ClaimChecker:
             else:
                 text.append(self.s.row(r).text)
         return " ".join(text)
+
+    def _whole_day(self, answer: str) -> ClaimFailure | None:
+        """"Which shots did he get on Jun 2 2013?" asks for every record of the kind that day: an answer that
+        cites some of them names them all (one flu shot of four vaccines is a true row and a wrong answer)."""
+        days = [d for d in written_dates(self.question) if len(d) == 10]
+        word = kind_word(self.question)
+        if len(days) != 1 or not word or not re.match(r"\s*(which|what)\b", self.question, _I):
+            return None
+        types = vocab.KIND_TYPES.get(guess_kind(word), ())
+        cited = {r for r in cited_refs(answer) if r.split("/")[0] in types}
+        if not cited:
+            return None
+        that_day = [r for t in types for r in self.s.of_type(t) if self._day(r) == days[0]]
+        missing = [r for r in that_day if ref_of(r) not in cited]
+        if not missing:
+            return None
+        return ClaimFailure("list", f"not every {word} of {days[0]}",
+                            f"the record has {len(that_day)} {word} on {days[0]}; the answer leaves out: "
+                            + "; ".join(self._show(r) for r in missing[:6]), self._ev(missing[:6]))
 
     def _notes_yes(self, answer: str) -> ClaimFailure | None:
         """A "yes" to whether the notes say a thing ("Is tingling ever listed among her complaints?") cites a
@@ -557,7 +576,7 @@ class ClaimChecker:
         pressure for "how old was she when her blood pressure problem was diagnosed") answers another
         question. A "not in the record" is left to the absence check."""
         if not ASKS_AGE.search(self.question):
-            return self._notes_yes(answer)
+            return self._notes_yes(answer) or self._whole_day(answer)
         body = _strip_refs(answer)
         if AGE.search(body) or _SAYS_AGE.search(body) or ABSENCE.search(body):
             return None

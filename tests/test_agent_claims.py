@@ -582,3 +582,49 @@ def test_an_abbreviation_nothing_is_named_by_gets_no_verified_no(blaze_store):
     assert not bad.verified and "cannot be checked" in bad.unsupported_reasons[0]
     assert not verdict(blaze_store, pid, "No, the record has no CVA.", question="Any prior CVA for her?").verified
     assert verdict(blaze_store, pid, "No, the record has no tuberculosis.", question="Any history of tuberculosis?").verified
+
+
+@pytest.mark.shared
+def test_a_list_of_one_days_records_must_name_them_all(blaze_store):
+    """The category probe's "Which shots did he get on Jun 2 2013?" answered with the flu shot alone (one of
+    four vaccines that day) was verified; now the list must cite every vaccine of the day. align also turns the
+    model's "flu shot" into the question's "shots", and lookup then lists them all."""
+    from collections import Counter
+
+    from ehr_agent.agent.align import align_call
+
+    for pid in _patients(blaze_store):
+        imms = list(blaze_store.search_all("Immunization", {"_count": "1000"}, compartment=("Patient", pid)))
+        days = Counter(i["occurrenceDateTime"][:10] for i in imms)
+        day = next((d for d, n in days.items() if n >= 3), None)
+        if day:
+            break
+    else:
+        pytest.fail("no blaze patient with three vaccines on one day")
+    those = [i for i in imms if i["occurrenceDateTime"][:10] == day]
+    y, m, d = day.split("-")
+    months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+    q = f"Which shots did he get on {months[int(m) - 1]} {int(d)} {y}?"
+    one = f"On {day}: a vaccine [Immunization/{those[0]['id']}]."
+    bad = verdict(blaze_store, pid, one, question=q)
+    assert not bad.verified and f"the record has {len(those)} shots on {day}" in " ".join(bad.unsupported_reasons)
+    every = f"On {day}: " + "; ".join(f"a vaccine [Immunization/{i['id']}]" for i in those) + "."
+    assert verdict(blaze_store, pid, every, question=q).verified
+    s = PatientSession(blaze_store, pid, AS_OF)
+    args = align_call("lookup", {"op": "on_date", "what": "flu shot", "date": day}, q, s.names_something)
+    assert args["what"] == "shots"
+    out = s.call("lookup", args)
+    assert all(f"Immunization/{i['id']}" in out.text for i in those), out.text
+
+
+@pytest.mark.shared
+def test_dob_and_an_identifier_what_are_the_patients_own_record(blaze_store):
+    """"pt's DOB?" asked as lookup "date_of_birth" found nothing (the probe's miss): the words are read with
+    spaces, "DOB" is a demographic word, and the Patient resource answers with the birth date."""
+    from ehr_agent.agent.align import align_call
+
+    p = next(iter(blaze_store.search_all("Patient", {"_count": "1"})))
+    s = PatientSession(blaze_store, p["id"], AS_OF)
+    args = align_call("lookup", {"op": "latest", "what": "date_of_birth"}, "pt's DOB?", s.names_something)
+    out = s.call("lookup", args)
+    assert "the patient's own record" in out.text and p["birthDate"] in out.text, out.text

@@ -138,6 +138,12 @@ class LookupArgs(BaseModel):
     def _iso(cls, v: str | None) -> str | None:
         return iso_date(v)
 
+    @field_validator("what")
+    @classmethod
+    def _spaced(cls, v: str) -> str:
+        # A model writes "date_of_birth" or "flu-shot_count" as an identifier: the words are what it means.
+        return v.replace("_", " ").strip()
+
 
 #: where a word of a record's name is searched across the store (the ``:text`` modifier on its code)
 TEXT_SEARCHES = (("Condition", "code:text"), ("Procedure", "code:text"), ("MedicationRequest", "code:text"),
@@ -183,6 +189,17 @@ _KIND_HINTS: list[tuple[tuple[str, ...], str]] = [
     (("care plan", "careplan"), "careplan"),
 ]
 
+def kind_word(text: str) -> str | None:
+    """The word of ``text`` that names a kind of record ("shots" of "Which shots did he get on Jun 2 2013?"),
+    else None."""
+    for hints, _kind in _KIND_HINTS:
+        for h in hints:
+            m = re.search(r"\b" + re.escape(h) + r"[\w-]*", text, re.I)
+            if m:
+                return m.group(0).lower()
+    return None
+
+
 def guess_kind(what: str) -> str:
     """The kind of record words hint at ("flu shot" -> vaccine, "hospital stays" -> visit), else "any"."""
     for hints, kind in _KIND_HINTS:
@@ -191,7 +208,7 @@ def guess_kind(what: str) -> str:
     return "any"
 
 
-_DEMOGRAPHIC = re.compile(r"\b(sex|gender|male|female|man|woman|boy|girl|born|birth\w*|birthday|die|died|death|dead|"
+_DEMOGRAPHIC = re.compile(r"\b(sex|gender|male|female|man|woman|boy|girl|born|birth\w*|birthday|dob|die|died|death|dead|"
                           r"deceased|alive|age|how old|race|ethnicity|ethnic|marital|married|language|speaks?|"
                           r"address|lives?|city|state|name|demographics?)\b", re.I)
 

@@ -681,6 +681,8 @@ class PatientSession:
                 return False  # "Is X ever listed among her complaints?" is not answered by quoting the list
             return bool(note_facts.topic_stems(a.what) & note_facts.topic_stems(question))
         mine, _, _ = self._lookup.resolve(a)
+        if mine and not vocab.named_words(a.what) and set(vocab.words(a.what)) <= set(vocab.words(question)):
+            return True  # the whole kind, in the question's own word ("Which shots did he get on Jun 2 2013?")
         if not mine:
             # Nothing matched ("No, the record has no Allergy to eggs"): the words must be the question's own.
             words = vocab.content_stems(a.what)
