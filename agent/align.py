@@ -25,7 +25,7 @@ _RANGE_WORDS = re.compile(r"\b(since|between|from\b.+\b(?:to|until|till|through)
 _PERIODISH = re.compile(r"\b(1[89]\d\d|20\d\d)\b|\b(since|before|after|between|during|year|month)\b", re.I)
 _PEOPLE_ASKED = re.compile(r"\b(everyone|everybody|anyone|people|persons|individuals|group|population|patients|pts|"
                            r"women|men|children|kids)\b", re.I)
-_RECORDS_ASKED = re.compile(r"\b(how many|number of|total|count of|tally of)\s+(?:\w+\s+){0,3}?(visits|encounters|stays|"
+_RECORDS_ASKED = re.compile(r"\b(how many|number of|total|count of|count the|count|tally of)\s+(?:\w+\s+){0,3}?(visits|encounters|stays|"
                             r"admissions|doses|shots|vaccinations|injections|records|prescriptions|orders|procedures|"
                             r"times|colonoscopies|mammograms|tests)\b|\b(visits|encounters|doses|procedures)\b.*\btotal\b|"
                             r"\bvolume\b", re.I)

@@ -97,7 +97,8 @@ def test_people_asked_for_are_counted_as_patients_unless_records_are():
               "How big is the group that has been prescribed albuterol?"):
         assert align_call("cohort_count", {"what": "amlodipine", "count": "records"}, q)["count"] == "patients", q
     for q in ("Ambulatory visit volume for male patients in 2019 - how many visits?",
-              "Total Td booster doses administered in 2010?", "How many doses of HPV vaccine did patients get in 2013?"):
+              "Total Td booster doses administered in 2010?", "How many doses of HPV vaccine did patients get in 2013?",
+              "Count the hospital stays of women that started in 2019."):
         assert align_call("cohort_count", {"what": "visits", "count": "records"}, q)["count"] == "records", q
 
 
