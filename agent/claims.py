@@ -272,7 +272,8 @@ class ClaimChecker:
         if not pairs:
             return None
         want = topic_stems(thing)
-        have = {vocab.stem(w) for w in vocab.words(self._cited_text(*map(list, zip(*pairs))))}
+        text = self._cited_text([ref for ref, _ in pairs], [r for _, r in pairs])
+        have = {vocab.stem(w) for w in vocab.words(text)}
         if sum(1 for w in want if _near(w, have)) * 3 >= 2 * len(want):
             return None
         return ClaimFailure("note", "the cited notes do not name it",

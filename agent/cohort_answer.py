@@ -32,8 +32,7 @@ def choose_what(model_what: str, question: str, resolves: Callable[[str], bool])
     runs = vocab.noun_phrases(question)
     if mine:
         for run in runs:
-            # (or a word's root in it: "diabetes" in "prediabetic")
-            if all(any(m in w or (len(m) >= 6 and m[:-2] in w) for w in run) for m in mine):
+            if _holds(run, mine):
                 # The whole phrase, else its longest part that holds the model's words and names something
                 # ("peanut allergy" of "peanut allergy prevalence").
                 spans = sorted(((i, j) for i in range(len(run)) for j in range(i + 1, len(run) + 1)),
@@ -41,8 +40,7 @@ def choose_what(model_what: str, question: str, resolves: Callable[[str], bool])
                 for i, j in spans:
                     part = run[i:j]
                     phrase = " ".join(part)
-                    if len(part) > len(mine) and all(any(m in w or (len(m) >= 6 and m[:-2] in w) for w in part)
-                                                     for m in mine) and resolves(phrase):
+                    if len(part) > len(mine) and _holds(part, mine) and resolves(phrase):
                         return phrase
                 break
     ours = _naming(question)
@@ -55,6 +53,11 @@ def choose_what(model_what: str, question: str, resolves: Callable[[str], bool])
         if _naming(phrase) and resolves(phrase):
             return phrase
     return model_what
+
+
+def _holds(run: list[str], mine: list[str]) -> bool:
+    """Whether every word of ``mine`` is in a word of ``run``, or its root is ("diabetes" in "prediabetic")."""
+    return all(any(m in w or (len(m) >= 6 and m[:-2] in w) for w in run) for m in mine)
 
 
 def _naming(text: str) -> set[str]:
